@@ -1,0 +1,348 @@
+// Package configs loads the daemon config (DESIGN §3): a strict TOML
+// decode, then defaults, then validation that reports every problem at once
+// with file:line and field. Everything the probers need — proxy passwords,
+// CA certificates, resolver addresses, the selected catalog targets — is
+// read and checked here, once per load, never on the probe path.
+package configs
+
+import (
+	"crypto/x509"
+	_ "embed"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/reachd/reachd/internal/tomlpos"
+	"github.com/reachd/reachd/targets"
+)
+
+//go:embed default.toml
+var defaultTOML []byte
+
+// DefaultName is how the embedded default config is named in errors.
+const DefaultName = "<embedded default.toml>"
+
+// DirectPath is the name of the implicit path without a proxy.
+const DirectPath = "direct"
+
+// Built-in defaults, used where [defaults] leaves a value out.
+var (
+	DefaultInterval         = 60 * time.Second
+	DefaultTimeout          = 10 * time.Second
+	DefaultTLSMinVersion    = "1.2"
+	DefaultTLSSweepInterval = time.Hour
+	DefaultConcurrency      = 32
+)
+
+// Config is a loaded, validated daemon config.
+type Config struct {
+	File      string // where it came from (DefaultName for the embedded one)
+	Site      string
+	Defaults  Defaults
+	Resolvers []Resolver // at least one; dialing uses the first
+	Paths     []Path     // direct first when enabled
+	Trust     Trust
+	// Targets are the catalog targets picked by [[use]] followed by the
+	// local [[target]]s, with daemon defaults applied: Interval, Timeout
+	// and TLSMinVersion are set and Paths lists the paths to probe over.
+	Targets []targets.Target
+}
+
+// Defaults is the [defaults] table after validation.
+type Defaults struct {
+	Interval         time.Duration
+	Timeout          time.Duration
+	TLSMinVersion    uint16
+	TLSSweepInterval time.Duration
+	Concurrency      int
+}
+
+// Resolver is a named set of DNS servers tried in turn.
+type Resolver struct {
+	Name     string
+	Servers  []string // host:port
+	Protocol string   // "udp" (falls back to tcp on truncation) or "tcp"
+}
+
+// Path is a way out of the site: direct, or through a proxy.
+type Path struct {
+	Name string
+	// Proxy is the explicit proxy; nil for direct and environment paths.
+	// It never carries credentials: they are in Username and Password.
+	Proxy *url.URL
+	// Environment paths pick a proxy per target from HTTPS_PROXY,
+	// HTTP_PROXY and NO_PROXY as they were when the config was loaded.
+	Environment bool
+	ProxyEnv    ProxyEnv
+	Username    string
+	Password    string // secret: never log, print or label it
+	CAFile      string
+	CACerts     []*x509.Certificate // the inspection CA: extra trust on this path
+}
+
+// ProxyEnv is the proxy environment an environment path decides with.
+type ProxyEnv struct {
+	HTTPSProxy, HTTPProxy, NoProxy string
+}
+
+// Direct reports whether the path connects without a proxy.
+func (p Path) Direct() bool { return p.Proxy == nil && !p.Environment }
+
+// Trust is the [trust] table: roots legitimate for the targets.
+type Trust struct {
+	CAFiles []string
+	CACerts []*x509.Certificate
+}
+
+// Options are the load's view of its host; zero values use the real one.
+type Options struct {
+	ResolvConf string                                     // default /etc/resolv.conf
+	LookupEnv  func(key string) (string, bool)            // default os.LookupEnv
+	Catalog    func(dir string) (*targets.Catalog, error) // default targets.Load
+}
+
+func (o Options) withDefaults() Options {
+	if o.ResolvConf == "" {
+		o.ResolvConf = "/etc/resolv.conf"
+	}
+	if o.LookupEnv == nil {
+		o.LookupEnv = os.LookupEnv
+	}
+	if o.Catalog == nil {
+		o.Catalog = targets.Load
+	}
+	return o
+}
+
+// Load reads and validates the config file; an empty file name loads the
+// embedded default config.
+func Load(file string, opts Options) (*Config, error) {
+	if file == "" {
+		return Parse(DefaultName, defaultTOML, "", opts)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(file, data, filepath.Dir(file), opts)
+}
+
+// Parse validates a config read from name; relative file names in it are
+// taken relative to dir.
+func Parse(name string, data []byte, dir string, opts Options) (*Config, error) {
+	opts = opts.withDefaults()
+	var s spec
+	ix, err := tomlpos.Decode(name, data, &s)
+	if ix == nil {
+		return nil, err
+	}
+	l := &loader{name: name, dir: dir, ix: ix, opts: opts, errs: []error{err}}
+	cfg := l.build(&s)
+	if err := errors.Join(l.errs...); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// loader collects every problem of one load.
+type loader struct {
+	name string
+	dir  string
+	ix   *tomlpos.Index
+	opts Options
+	errs []error
+}
+
+// bad records a problem at a key path ("path.1.password_file").
+func (l *loader) bad(key, field, format string, args ...any) {
+	l.errs = append(l.errs, fmt.Errorf("%s: %s: %s", l.ix.At(l.name, key), field, fmt.Sprintf(format, args...)))
+}
+
+func (l *loader) file(p string) string {
+	if p == "" || filepath.IsAbs(p) || l.dir == "" {
+		return p
+	}
+	return filepath.Join(l.dir, p)
+}
+
+func (l *loader) build(s *spec) *Config {
+	cfg := &Config{File: l.name, Site: s.Site}
+	if cfg.Site == "" {
+		cfg.Site, _ = os.Hostname()
+	}
+	cfg.Defaults = l.defaults(s.Defaults)
+	cfg.Resolvers = l.resolvers(s.Resolver)
+	cfg.Paths = l.paths(s)
+	cfg.Trust = Trust{CAFiles: s.Trust.CAFiles}
+	for i, f := range s.Trust.CAFiles {
+		certs, err := readCerts(l.file(f))
+		if err != nil {
+			l.bad(fmt.Sprintf("trust.ca_files.%d", i), "trust.ca_files", "%v", err)
+		}
+		cfg.Trust.CACerts = append(cfg.Trust.CACerts, certs...)
+	}
+	cfg.Targets = l.targets(s, cfg)
+	return cfg
+}
+
+func (l *loader) defaults(d defaultsSpec) Defaults {
+	out := Defaults{Interval: DefaultInterval, Timeout: DefaultTimeout, TLSSweepInterval: DefaultTLSSweepInterval, Concurrency: DefaultConcurrency}
+	duration := func(key, v string, into *time.Duration) {
+		if d, err := targets.ParseDuration(v); err != nil {
+			l.bad("defaults."+key, "defaults."+key, "%v", err)
+		} else if d > 0 {
+			*into = d
+		}
+	}
+	duration("interval", d.Interval, &out.Interval)
+	duration("timeout", d.Timeout, &out.Timeout)
+	duration("tls_sweep_interval", d.TLSSweepInterval, &out.TLSSweepInterval)
+	v, err := targets.ParseTLSVersion(cmpOr(d.TLSMinVersion, DefaultTLSMinVersion))
+	if err != nil {
+		l.bad("defaults.tls_min_version", "defaults.tls_min_version", "%v", err)
+	}
+	out.TLSMinVersion = v
+	if out.Timeout > out.Interval {
+		l.bad("defaults.timeout", "defaults.timeout", "%s is longer than the interval %s", out.Timeout, out.Interval)
+	}
+	if d.Concurrency != nil {
+		if *d.Concurrency < 1 {
+			l.bad("defaults.concurrency", "defaults.concurrency", "%d must be at least 1", *d.Concurrency)
+		} else {
+			out.Concurrency = *d.Concurrency
+		}
+	}
+	return out
+}
+
+func (l *loader) resolvers(specs []resolverSpec) []Resolver {
+	if len(specs) == 0 {
+		specs = []resolverSpec{{Name: "system"}}
+	}
+	var out []Resolver
+	seen := map[string]bool{}
+	for i, r := range specs {
+		key := fmt.Sprintf("resolver.%d", i)
+		switch {
+		case r.Name == "":
+			l.bad(key, "resolver.name", "missing")
+		case seen[r.Name]:
+			l.bad(key+".name", "resolver.name", "%q is defined twice", r.Name)
+		}
+		seen[r.Name] = true
+		res := Resolver{Name: r.Name, Protocol: cmpOr(r.Protocol, "udp")}
+		if res.Protocol != "udp" && res.Protocol != "tcp" {
+			l.bad(key+".protocol", "resolver.protocol", "%q must be udp or tcp", r.Protocol)
+		}
+		if len(r.Servers) == 0 {
+			servers, err := systemServers(l.opts.ResolvConf)
+			if err != nil {
+				l.bad(key, "resolver.servers", "none given and %v", err)
+			}
+			res.Servers = servers
+		}
+		for j, srv := range r.Servers {
+			addr, err := serverAddr(srv)
+			if err != nil {
+				l.bad(fmt.Sprintf("%s.servers.%d", key, j), "resolver.servers", "%v", err)
+			}
+			res.Servers = append(res.Servers, addr)
+		}
+		out = append(out, res)
+	}
+	return out
+}
+
+func (l *loader) targets(s *spec, cfg *Config) []targets.Target {
+	pathNames := make([]string, len(cfg.Paths))
+	for i, p := range cfg.Paths {
+		pathNames[i] = p.Name
+	}
+	checkPaths := func(key string, paths []string) []string {
+		if paths == nil {
+			return pathNames
+		}
+		for _, p := range paths {
+			if !slices.Contains(pathNames, p) {
+				l.bad(key, "paths", "unknown path %q (defined: %v)", p, pathNames)
+			}
+		}
+		return paths
+	}
+
+	var out []targets.Target
+	seen := map[string]string{} // target ID -> where it was defined
+	add := func(t targets.Target, key string) {
+		if where, dup := seen[t.ID()]; dup {
+			l.errs = append(l.errs, fmt.Errorf("%s: target %q: duplicate target %s (first defined at %s)", l.ix.At(l.name, key), t.Name, t.ID(), where))
+			return
+		}
+		seen[t.ID()] = t.Pos
+		if t.Interval == 0 {
+			t.Interval = cfg.Defaults.Interval
+		}
+		if t.Timeout == 0 {
+			t.Timeout = min(cfg.Defaults.Timeout, t.Interval)
+		}
+		if t.TLSMinVersion == 0 {
+			t.TLSMinVersion = cfg.Defaults.TLSMinVersion
+		}
+		out = append(out, t)
+	}
+
+	if len(s.Use) > 0 {
+		cat, err := l.opts.Catalog(l.file(s.CatalogDir))
+		if err != nil {
+			l.errs = append(l.errs, err)
+			return nil
+		}
+		used := map[string]bool{}
+		for i, u := range s.Use {
+			key := fmt.Sprintf("use.%d", i)
+			f := cat.File(u.Vendor, u.Region)
+			switch {
+			case f == nil && len(cat.Regions(u.Vendor)) == 0:
+				l.bad(key+".vendor", "use.vendor", "unknown vendor %q (catalog: %s)", u.Vendor, cat.Vendors())
+				continue
+			case f == nil:
+				l.bad(key+".region", "use.region", "vendor %q has no region %q (catalog: %v)", u.Vendor, u.Region, cat.Regions(u.Vendor))
+				continue
+			case used[u.Vendor+"/"+u.Region]:
+				l.bad(key, "use", "%s/%s is used twice", u.Vendor, u.Region)
+				continue
+			}
+			used[u.Vendor+"/"+u.Region] = true
+			paths := checkPaths(key+".paths", u.Paths)
+			for _, t := range f.Targets {
+				if t.Paths == nil {
+					t.Paths = paths
+				}
+				add(t, key)
+			}
+		}
+	}
+
+	for i, ts := range s.Target {
+		key := targets.FieldPath("target", i, "")
+		at := func(field string) string { return l.ix.At(l.name, targets.FieldPath("target", i, field)) }
+		t, errs := ts.Resolve(targets.Defaults{}, cmpOr(ts.Vendor, "local"), cmpOr(ts.Region, "local"), at)
+		l.errs = append(l.errs, errs...)
+		if len(errs) > 0 {
+			continue
+		}
+		t.Paths = checkPaths(key+".paths", t.Paths)
+		add(t, key)
+	}
+	return out
+}
+
+func cmpOr(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}

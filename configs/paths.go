@@ -1,0 +1,169 @@
+package configs
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+
+	"github.com/miekg/dns"
+)
+
+var pathNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+func (l *loader) paths(s *spec) []Path {
+	var out []Path
+	if s.Direct == nil || *s.Direct {
+		out = append(out, Path{Name: DirectPath})
+	}
+	seen := map[string]bool{DirectPath: true}
+	for i, ps := range s.Path {
+		key := fmt.Sprintf("path.%d", i)
+		switch {
+		case ps.Name == "":
+			l.bad(key, "path.name", "missing")
+		case ps.Name == DirectPath:
+			l.bad(key+".name", "path.name", "%q is the implicit path without a proxy; set direct = false at the top level to drop it", DirectPath)
+		case !pathNameRE.MatchString(ps.Name):
+			l.bad(key+".name", "path.name", "%q must be a-z, 0-9, _ and -", ps.Name)
+		case seen[ps.Name]:
+			l.bad(key+".name", "path.name", "%q is defined twice", ps.Name)
+		}
+		seen[ps.Name] = true
+		out = append(out, l.path(key, ps))
+	}
+	if len(out) == 0 {
+		l.bad("direct", "direct", "direct = false and no [[path]]: nothing to probe over")
+	}
+	return out
+}
+
+func (l *loader) path(key string, ps pathSpec) Path {
+	p := Path{Name: ps.Name, Username: ps.Username, CAFile: l.file(ps.CAFile)}
+	switch ps.Proxy {
+	case "":
+		l.bad(key, "path.proxy", "missing: an http:// or https:// proxy URL, or \"environment\"")
+	case "environment":
+		p.Environment = true
+		p.ProxyEnv = ProxyEnv{HTTPSProxy: l.env("HTTPS_PROXY"), HTTPProxy: l.env("HTTP_PROXY"), NoProxy: l.env("NO_PROXY")}
+	default:
+		u, err := url.Parse(ps.Proxy)
+		switch {
+		case err != nil || u.Host == "":
+			l.bad(key+".proxy", "path.proxy", "not a proxy URL such as http://proxy.example:8080")
+		case u.Scheme != "http" && u.Scheme != "https":
+			l.bad(key+".proxy", "path.proxy", "scheme %q: use http:// or https://", u.Scheme)
+		case u.User != nil:
+			l.bad(key+".proxy", "path.proxy", "%s carries credentials: use username and password_file or password_env", u.Redacted())
+		case u.Path != "" && u.Path != "/" || u.RawQuery != "":
+			l.bad(key+".proxy", "path.proxy", "%s: a proxy URL has no path or query", u.Redacted())
+		default:
+			if u.Port() == "" {
+				u.Host = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
+			}
+			u.Path = ""
+			p.Proxy = u
+		}
+	}
+
+	if ps.Password != "" {
+		l.bad(key+".password", "path.password", "passwords are never written inline: use password_file or password_env")
+	}
+	switch {
+	case ps.PasswordFile != "" && ps.PasswordEnv != "":
+		l.bad(key+".password_env", "path.password_env", "set password_file or password_env, not both")
+	case ps.PasswordFile != "":
+		data, err := os.ReadFile(l.file(ps.PasswordFile))
+		if err != nil {
+			l.bad(key+".password_file", "path.password_file", "%v", err)
+		}
+		p.Password = strings.TrimSpace(string(data))
+	case ps.PasswordEnv != "":
+		v, ok := l.opts.LookupEnv(ps.PasswordEnv)
+		if !ok {
+			l.bad(key+".password_env", "path.password_env", "environment variable %q is not set", ps.PasswordEnv)
+		}
+		p.Password = v
+	}
+	if p.Password != "" && p.Username == "" {
+		l.bad(key, "path.username", "missing: a password is set without a username")
+	}
+	if ps.CAFile != "" {
+		certs, err := readCerts(p.CAFile)
+		if err != nil {
+			l.bad(key+".ca_file", "path.ca_file", "%v", err)
+		}
+		p.CACerts = certs
+	}
+	return p
+}
+
+func (l *loader) env(key string) string {
+	if v, ok := l.opts.LookupEnv(key); ok {
+		return v
+	}
+	v, _ := l.opts.LookupEnv(strings.ToLower(key))
+	return v
+}
+
+// readCerts reads every certificate of a PEM file.
+func readCerts(file string) ([]*x509.Certificate, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no PEM certificate found", file)
+	}
+	return out, nil
+}
+
+// systemServers returns the name servers of a resolv.conf file.
+func systemServers(resolvConf string) ([]string, error) {
+	cc, err := dns.ClientConfigFromFile(resolvConf)
+	if err != nil {
+		return nil, err
+	}
+	if len(cc.Servers) == 0 {
+		return nil, fmt.Errorf("%s lists no nameserver", resolvConf)
+	}
+	out := make([]string, len(cc.Servers))
+	for i, s := range cc.Servers {
+		out[i] = net.JoinHostPort(s, cc.Port)
+	}
+	return out, nil
+}
+
+// serverAddr accepts "host", "host:port" and "[v6]:port"; port 53 by default.
+func serverAddr(s string) (string, error) {
+	if host, port, err := net.SplitHostPort(s); err == nil {
+		if host == "" || port == "" {
+			return "", fmt.Errorf("%q is not a host:port", s)
+		}
+		return s, nil
+	}
+	if strings.Contains(s, " ") || s == "" {
+		return "", fmt.Errorf("%q is not a host:port", s)
+	}
+	return net.JoinHostPort(strings.Trim(s, "[]"), "53"), nil
+}
