@@ -1,0 +1,135 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/reachd/reachd/configs"
+)
+
+// resolver asks the servers of one configured resolver, in turn.
+type resolver struct {
+	name    string
+	servers []string
+	first   *dns.Client // the configured protocol
+	tcp     *dns.Client // fallback on truncation
+}
+
+func newResolver(r configs.Resolver) *resolver {
+	// The context deadline bounds every exchange; the clients' own
+	// two-second defaults must not cut a slower probe short.
+	const unbounded = 24 * time.Hour
+	return &resolver{
+		name:    r.Name,
+		servers: r.Servers,
+		first:   &dns.Client{Net: r.Protocol, Timeout: unbounded, UDPSize: 1232},
+		tcp:     &dns.Client{Net: "tcp", Timeout: unbounded},
+	}
+}
+
+// answer is the outcome of one query.
+type answer struct {
+	addrs    []netip.Addr
+	rcode    int // -1 when no response arrived
+	err      *Error
+	duration time.Duration
+}
+
+// query asks for name's qtype records, trying each server in turn until
+// one answers with NOERROR or NXDOMAIN; every server gets an equal share of
+// the time left.
+func (r *resolver) query(ctx context.Context, name string, qtype uint16) answer {
+	start := time.Now()
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	m.SetEdns0(1232, false)
+	a := answer{rcode: -1}
+	for i, server := range r.servers {
+		sctx, cancel := shareOf(ctx, len(r.servers)-i)
+		a = r.exchange(sctx, m, server)
+		cancel()
+		if a.err == nil || a.rcode == dns.RcodeNameError || ctx.Err() != nil {
+			break
+		}
+	}
+	a.duration = time.Since(start)
+	return a
+}
+
+func (r *resolver) exchange(ctx context.Context, m *dns.Msg, server string) answer {
+	resp, _, err := r.first.ExchangeContext(ctx, m, server)
+	if err == nil && resp.Truncated && r.first.Net != "tcp" {
+		resp, _, err = r.tcp.ExchangeContext(ctx, m, server)
+	}
+	if err != nil {
+		return answer{rcode: -1, err: classifyDNS(ctx, server, err)}
+	}
+	a := answer{rcode: resp.Rcode}
+	switch resp.Rcode {
+	case dns.RcodeSuccess:
+	case dns.RcodeNameError:
+		a.err = fail(DNSNXDomain, fmt.Errorf("%s answered NXDOMAIN for %s", server, m.Question[0].Name))
+	case dns.RcodeServerFailure:
+		a.err = fail(DNSServFail, fmt.Errorf("%s answered SERVFAIL", server))
+	case dns.RcodeRefused:
+		a.err = fail(DNSRefused, fmt.Errorf("%s answered REFUSED", server))
+	default:
+		a.err = fail(DNSError, fmt.Errorf("%s answered %s", server, dns.RcodeToString[resp.Rcode]))
+	}
+	for _, rr := range resp.Answer {
+		switch rr := rr.(type) {
+		case *dns.A:
+			if ip, ok := netip.AddrFromSlice(rr.A.To4()); ok {
+				a.addrs = append(a.addrs, ip)
+			}
+		case *dns.AAAA:
+			if ip, ok := netip.AddrFromSlice(rr.AAAA); ok {
+				a.addrs = append(a.addrs, ip)
+			}
+		}
+	}
+	return a
+}
+
+func classifyDNS(ctx context.Context, server string, err error) *Error {
+	if isTimeout(err) || ctx.Err() != nil {
+		return fail(DNSTimeout, fmt.Errorf("no answer from %s", server))
+	}
+	return fail(DNSError, err)
+}
+
+// lookup resolves host to its A and AAAA addresses, asked in parallel.
+// It fails only when neither type has an address.
+func (r *resolver) lookup(ctx context.Context, host string) ([]netip.Addr, *Error) {
+	var a, aaaa answer
+	var wg sync.WaitGroup
+	wg.Go(func() { a = r.query(ctx, host, dns.TypeA) })
+	aaaa = r.query(ctx, host, dns.TypeAAAA)
+	wg.Wait()
+	addrs := append(a.addrs, aaaa.addrs...)
+	switch {
+	case len(addrs) > 0:
+		return addrs, nil
+	case a.err != nil && (a.err.Reason == DNSNXDomain || aaaa.err == nil):
+		return nil, a.err
+	case aaaa.err != nil && (aaaa.err.Reason == DNSNXDomain || a.err == nil):
+		return nil, aaaa.err
+	case a.err != nil:
+		return nil, a.err
+	}
+	return nil, fail(DNSNoRecords, fmt.Errorf("%s has no A or AAAA record", host))
+}
+
+// shareOf gives a context 1/n of the time ctx has left.
+func shareOf(ctx context.Context, n int) (context.Context, context.CancelFunc) {
+	deadline, ok := ctx.Deadline()
+	if !ok || n <= 1 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, time.Until(deadline)/time.Duration(n))
+}

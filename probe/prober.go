@@ -1,0 +1,278 @@
+// Package probe runs the stages of a probe — dns, tcp, proxy, tls, http —
+// against one target over one path, classifies every failure into the
+// closed reason set of reason.go, and schedules probes.
+package probe
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http/httpproxy"
+
+	"github.com/reachd/reachd/configs"
+	"github.com/reachd/reachd/targets"
+)
+
+var noDeadline time.Time
+
+// Env is what every prober of one config shares: the resolvers, the
+// anchor sets and the sweep interval. It is built once per load.
+type Env struct {
+	resolvers     []*resolver
+	legit         *x509.CertPool // Mozilla roots + trust.ca_files
+	trusted       *x509.CertPool // system roots + trust.ca_files (a path adds its ca_file)
+	sweepInterval time.Duration
+	userAgent     string
+	fingerprint   string // of everything above, for reload comparisons
+}
+
+// NewEnv builds the shared environment of cfg. userAgent is sent with
+// every HTTP request.
+func NewEnv(cfg *configs.Config, userAgent string) *Env {
+	e := &Env{sweepInterval: cfg.Defaults.TLSSweepInterval, userAgent: userAgent}
+	h := sha256.New()
+	for _, r := range cfg.Resolvers {
+		e.resolvers = append(e.resolvers, newResolver(r))
+		fmt.Fprintf(h, "resolver %s %s %v\n", r.Name, r.Protocol, r.Servers)
+	}
+	e.legit = mozillaRoots().Clone()
+	e.trusted, _ = x509.SystemCertPool()
+	if e.trusted == nil {
+		e.trusted = x509.NewCertPool()
+	}
+	for _, c := range cfg.Trust.CACerts {
+		e.legit.AddCert(c)
+		e.trusted.AddCert(c)
+		h.Write(c.Raw)
+	}
+	fmt.Fprintf(h, "sweep %s ua %s\n", e.sweepInterval, userAgent)
+	e.fingerprint = hex.EncodeToString(h.Sum(nil))
+	return e
+}
+
+// Prober probes one target over one path. It is built once per config
+// load and run many times; runs of one prober may overlap.
+type Prober struct {
+	target   targets.Target
+	path     string
+	env      *Env
+	resolver *resolver
+	proxy    *proxyDialer // nil: direct
+	tls      *tlsProber   // nil: no tls check
+	http     *httpProber  // nil: no http check
+	key      string
+	version  string
+
+	mu        sync.Mutex
+	lastSweep time.Time
+	accepted  map[uint16]bool
+}
+
+// New builds the prober of target t over path p.
+func New(t targets.Target, p configs.Path, env *Env) *Prober {
+	pr := &Prober{target: t, path: p.Name, env: env, resolver: env.resolvers[0], key: t.ID() + "/" + p.Name}
+	trusted := env.trusted
+	if len(p.CACerts) > 0 {
+		trusted = trusted.Clone()
+		for _, c := range p.CACerts {
+			trusted.AddCert(c)
+		}
+	}
+	if proxy := proxyFor(t, p); proxy != nil {
+		pr.proxy = newProxyDialer(proxy, p.Username, p.Password, t.Address(), pr.resolver, trusted)
+	}
+	if t.Has(targets.CheckTLS) {
+		var alpn []string
+		if t.Has(targets.CheckHTTP) {
+			alpn = []string{"http/1.1"}
+		}
+		pr.tls = newTLSProber(t.Host, t.TLSMinVersion, alpn, env.legit, trusted, t.PinIssuer)
+	}
+	if t.Has(targets.CheckHTTP) {
+		pr.http = newHTTPProber(t, env.userAgent)
+	}
+	pr.version = fingerprint(t, p, env)
+	return pr
+}
+
+// proxyFor is the proxy a target uses on a path; nil means direct. An
+// environment path decides per target, as agents do, honouring NO_PROXY.
+func proxyFor(t targets.Target, p configs.Path) *url.URL {
+	if !p.Environment {
+		return p.Proxy
+	}
+	env := httpproxy.Config{HTTPSProxy: p.ProxyEnv.HTTPSProxy, HTTPProxy: p.ProxyEnv.HTTPProxy, NoProxy: p.ProxyEnv.NoProxy}
+	scheme := "https"
+	if !t.Has(targets.CheckTLS) {
+		scheme = "http"
+	}
+	u, err := env.ProxyFunc()(&url.URL{Scheme: scheme, Host: t.Address()})
+	if err != nil || u == nil {
+		return nil
+	}
+	if u.Port() == "" {
+		port := "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+		u.Host = net.JoinHostPort(u.Hostname(), port)
+	}
+	return u
+}
+
+func fingerprint(t targets.Target, p configs.Path, env *Env) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s|%s|%d|%v|%v|%d|%s|%v|%v|%v|%s|%s|%s\n", t.ID(), t.Host, t.Port, t.Checks, t.Paths, t.TLSMinVersion,
+		t.HTTP.Path, t.HTTP.ExpectStatus, t.HTTP.ExpectBody, t.ExpectCIDRs, t.PinIssuer, t.Interval, t.Timeout)
+	fmt.Fprintf(h, "%s|%v|%v|%s|%s|%s|%v\n", p.Name, p.Proxy, p.Environment, p.ProxyEnv, p.Username, p.Password, p.CAFile)
+	for _, c := range p.CACerts {
+		h.Write(c.Raw)
+	}
+	h.Write([]byte(env.fingerprint))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Key names the probe: vendor/region/target/path.
+func (p *Prober) Key() string { return p.key }
+
+// Version changes whenever anything that shapes the probe changes, so a
+// reload can keep probes whose version is unchanged.
+func (p *Prober) Version() string { return p.version }
+
+// Target is the probed target.
+func (p *Prober) Target() *targets.Target { return &p.target }
+
+// Path is the name of the path the probe takes.
+func (p *Prober) Path() string { return p.path }
+
+// Probe runs the stages in order, stopping at the first failure, within
+// the target's timeout; the TLS sweep follows when it is due.
+func (p *Prober) Probe(ctx context.Context) Result {
+	ctx, cancel := context.WithTimeout(ctx, p.target.Timeout)
+	defer cancel()
+	r := Result{Target: &p.target, Path: p.path, Start: time.Now()}
+	defer func() { r.Duration = time.Since(r.Start) }()
+
+	conn, dial := p.connect(ctx, &r)
+	if conn == nil {
+		return r
+	}
+	stop := deadlineOnCancel(ctx, conn)
+	defer stop()
+	defer conn.Close()
+	if p.tls != nil {
+		var tc net.Conn
+		ok := r.run(StageTLS, func() (err *Error) {
+			tc, r.TLS, err = p.tls.handshake(ctx, conn)
+			return err
+		})
+		p.sweepIfDue(ctx, &r, dial)
+		if !ok {
+			return r
+		}
+		conn = tc
+	}
+	if p.http != nil {
+		r.run(StageHTTP, func() (err *Error) {
+			r.HTTP, err = p.http.do(conn)
+			return err
+		})
+	}
+	return r
+}
+
+// connect runs the stages up to an open connection: dns and tcp on a
+// direct path, proxy on a proxy path. It returns nil when a stage failed
+// or the checks end before a connection; dial opens more connections the
+// same way, for the sweep.
+func (p *Prober) connect(ctx context.Context, r *Result) (net.Conn, func(context.Context) (net.Conn, *Error)) {
+	t := &p.target
+	if p.proxy != nil {
+		var conn net.Conn
+		if !r.run(StageProxy, func() (err *Error) { conn, err = p.proxy.dial(ctx); return err }) {
+			return nil, nil
+		}
+		return conn, p.proxy.dial
+	}
+	var addrs []netip.Addr
+	if ip, err := netip.ParseAddr(t.Host); err == nil {
+		addrs = []netip.Addr{ip}
+	} else if !r.run(StageDNS, func() (err *Error) {
+		addrs, err = p.resolver.lookup(ctx, t.Host)
+		if err == nil {
+			err = checkCIDRs(t, addrs)
+		}
+		return err
+	}) {
+		return nil, nil
+	}
+	if !t.Has(targets.CheckTCP) && p.tls == nil && p.http == nil {
+		return nil, nil
+	}
+	dial := func(ctx context.Context) (net.Conn, *Error) { return dialAddrs(ctx, addrs, t.Port) }
+	var conn net.Conn
+	if !r.run(StageTCP, func() (err *Error) { conn, err = dial(ctx); return err }) {
+		return nil, nil
+	}
+	if p.tls == nil && p.http == nil {
+		conn.Close()
+		return nil, nil
+	}
+	return conn, dial
+}
+
+func checkCIDRs(t *targets.Target, addrs []netip.Addr) *Error {
+	if len(t.ExpectCIDRs) == 0 {
+		return nil
+	}
+	for _, a := range addrs {
+		if !slices.ContainsFunc(t.ExpectCIDRs, func(p netip.Prefix) bool { return p.Contains(a.Unmap()) }) {
+			return fail(DNSUnexpectedAddress, fmt.Errorf("%s resolved to %s, outside %v", t.Host, a, t.ExpectCIDRs))
+		}
+	}
+	return nil
+}
+
+// sweepIfDue tries each TLS version alone on the first run and then every
+// sweep interval, and attaches the verdicts to the result.
+func (p *Prober) sweepIfDue(ctx context.Context, r *Result, dial func(context.Context) (net.Conn, *Error)) {
+	p.mu.Lock()
+	due := p.accepted == nil || time.Since(p.lastSweep) >= p.env.sweepInterval
+	accepted := p.accepted
+	p.mu.Unlock()
+	if due {
+		accepted = p.tls.sweep(context.WithoutCancel(ctx), p.target.Timeout, dial)
+		p.mu.Lock()
+		p.accepted, p.lastSweep = accepted, time.Now()
+		p.mu.Unlock()
+	}
+	if r.TLS == nil {
+		r.TLS = &TLSInfo{}
+	}
+	r.TLS.Accepted = accepted
+	if r.Err != nil && r.Err.Stage == StageTLS && onlyBelow(accepted, p.target.TLSMinVersion) {
+		r.Err = fail(TLSVersionUnsupported, fmt.Errorf("the server accepts only TLS versions below %s: %w", TLSVersionName(p.target.TLSMinVersion), r.Err.Err))
+	}
+}
+
+// onlyBelow reports whether some version below min was accepted and none
+// at or above it.
+func onlyBelow(accepted map[uint16]bool, min uint16) bool {
+	below := false
+	for v, ok := range accepted {
+		if ok && v >= min {
+			return false
+		}
+		below = below || ok
+	}
+	return below
+}

@@ -1,0 +1,147 @@
+package probe
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// proxyDialer opens a CONNECT tunnel to one target through one proxy.
+type proxyDialer struct {
+	proxy    *url.URL // never carries credentials
+	display  string   // the proxy as errors name it
+	resolver *resolver
+	tls      *tls.Config // for https:// proxies
+	connect  []byte      // the CONNECT request, rendered once; holds the secret
+	authSent bool
+}
+
+func newProxyDialer(proxy *url.URL, user, password, target string, res *resolver, trusted *x509.CertPool) *proxyDialer {
+	pd := &proxyDialer{proxy: proxy, display: proxy.Redacted(), resolver: res}
+	if proxy.User != nil { // from HTTPS_PROXY in the environment
+		user = proxy.User.Username()
+		password, _ = proxy.User.Password()
+		u := *proxy
+		u.User = nil
+		pd.proxy = &u
+		pd.display = u.String()
+	}
+	if proxy.Scheme == "https" {
+		pd.tls = &tls.Config{ServerName: pd.proxy.Hostname(), RootCAs: trusted, MinVersion: tls.VersionTLS12}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n", target, target)
+	if user != "" {
+		pd.authSent = true
+		fmt.Fprintf(&b, "Proxy-Authorization: Basic %s\r\n", base64.StdEncoding.EncodeToString([]byte(user+":"+password)))
+	}
+	b.WriteString("\r\n")
+	pd.connect = []byte(b.String())
+	return pd
+}
+
+// dial returns a tunnel to the target: the proxy stage.
+func (pd *proxyDialer) dial(ctx context.Context) (net.Conn, *Error) {
+	host := pd.proxy.Hostname()
+	port, _ := strconv.Atoi(pd.proxy.Port())
+	var addrs []netip.Addr
+	if ip, err := netip.ParseAddr(host); err == nil {
+		addrs = []netip.Addr{ip}
+	} else {
+		var derr *Error
+		if addrs, derr = pd.resolver.lookup(ctx, host); derr != nil {
+			return nil, fail(ProxyDNSFailed, fmt.Errorf("proxy %s: %s: %w", pd.display, derr.Reason, derr.Err))
+		}
+	}
+	conn, terr := dialAddrs(ctx, addrs, port)
+	if terr != nil {
+		if terr.Reason == TCPTimeout {
+			return nil, fail(ProxyTimeout, fmt.Errorf("proxy %s: %w", pd.display, terr.Err))
+		}
+		return nil, fail(ProxyUnreachable, fmt.Errorf("proxy %s: %w", pd.display, terr.Err))
+	}
+	stop := deadlineOnCancel(ctx, conn)
+	defer stop()
+	tunnel, err := pd.handshake(ctx, conn)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	conn.SetDeadline(noDeadline)
+	return tunnel, nil
+}
+
+func (pd *proxyDialer) handshake(ctx context.Context, conn net.Conn) (net.Conn, *Error) {
+	if pd.tls != nil {
+		tc := tls.Client(conn, pd.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return nil, pd.classify(fmt.Errorf("TLS to the proxy: %w", err))
+		}
+		conn = tc
+	}
+	if _, err := conn.Write(pd.connect); err != nil {
+		return nil, pd.classify(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		return nil, pd.classify(fmt.Errorf("reading the answer to CONNECT: %w", err))
+	}
+	resp.Body.Close()
+	code := resp.StatusCode
+	switch {
+	case code >= 200 && code < 300:
+		if br.Buffered() > 0 {
+			return &bufferedConn{Conn: conn, r: br}, nil
+		}
+		return conn, nil
+	case code == http.StatusProxyAuthRequired:
+		return nil, fail(ProxyAuthRequired, pd.authDetail(resp))
+	case code == http.StatusBadGateway || code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout:
+		return nil, fail(ProxyUpstreamFailed, fmt.Errorf("proxy %s answered %q", pd.display, resp.Status))
+	case code >= 400 && code < 500:
+		return nil, fail(ProxyDenied, fmt.Errorf("proxy %s answered %q", pd.display, resp.Status))
+	}
+	return nil, fail(ProxyError, fmt.Errorf("proxy %s answered %q", pd.display, resp.Status))
+}
+
+func (pd *proxyDialer) authDetail(resp *http.Response) error {
+	var schemes []string
+	for _, v := range resp.Header.Values("Proxy-Authenticate") {
+		if s, _, _ := strings.Cut(strings.TrimSpace(v), " "); s != "" {
+			schemes = append(schemes, s)
+		}
+	}
+	offered := "no scheme"
+	if len(schemes) > 0 {
+		offered = strings.Join(schemes, ", ")
+	}
+	if pd.authSent {
+		return fmt.Errorf("proxy %s rejected the configured credentials (407; offers %s)", pd.display, offered)
+	}
+	return fmt.Errorf("proxy %s demands credentials (407; offers %s) and the path has none", pd.display, offered)
+}
+
+func (pd *proxyDialer) classify(err error) *Error {
+	if isTimeout(err) {
+		return fail(ProxyTimeout, fmt.Errorf("proxy %s: %w", pd.display, err))
+	}
+	return fail(ProxyError, fmt.Errorf("proxy %s: %w", pd.display, err))
+}
+
+// bufferedConn returns bytes the proxy sent right after its answer first.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }

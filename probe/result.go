@@ -1,0 +1,72 @@
+package probe
+
+import (
+	"time"
+
+	"github.com/reachd/reachd/targets"
+)
+
+// Result is what one run of a probe found. Err is nil on success.
+type Result struct {
+	Target   *targets.Target
+	Path     string
+	Start    time.Time
+	Duration time.Duration
+	Err      *Error
+	Stages   []StageResult
+	TLS      *TLSInfo  // nil until a handshake completed
+	HTTP     *HTTPInfo // nil until a response arrived
+	DNS      []DNSResult
+}
+
+// Success reports whether every stage passed.
+func (r *Result) Success() bool { return r.Err == nil }
+
+// StageResult is one stage's outcome within a run.
+type StageResult struct {
+	Stage    Stage
+	Success  bool
+	Duration time.Duration
+}
+
+// TLSInfo is what the tls stage and the sweep learned.
+type TLSInfo struct {
+	Version     uint16
+	Cipher      string
+	Issuer      string // the issuing CA of the leaf (its Common Name)
+	Intercepted bool   // the chain anchors only in a private (trusted, not legitimate) CA
+	NotAfter    time.Time
+	// Accepted holds the last sweep's verdict per version; nil before
+	// the first sweep.
+	Accepted map[uint16]bool
+}
+
+// HTTPInfo is what the http stage learned.
+type HTTPInfo struct {
+	Status    int
+	ClockSkew time.Duration // server Date minus the local clock
+	HasDate   bool
+}
+
+// DNSResult is one target x resolver x query type check.
+type DNSResult struct {
+	Resolver string
+	QType    string // "A" or "AAAA"
+	Success  bool
+	Rcode    string // "NOERROR", "NXDOMAIN", ...; empty when no answer came
+	Answers  []string
+	Duration time.Duration
+	Reason   Reason // empty on success
+}
+
+// run times one stage and records it; it reports whether the stage passed.
+func (r *Result) run(stage Stage, f func() *Error) bool {
+	start := time.Now()
+	err := f()
+	r.Stages = append(r.Stages, StageResult{Stage: stage, Success: err == nil, Duration: time.Since(start)})
+	if err != nil {
+		r.Err = err
+		return false
+	}
+	return true
+}
