@@ -43,12 +43,12 @@ var notShipped = map[string]string{
 	"toolbox10-p.activeupdate.trendmicro.com": "only in the legacy (pre-Foundation Services) list; the current per-site pages drop it",
 
 	// ManageEngine: Patch Manager Plus Cloud, the sister product
-	"dms.zoho.com":            "listed for Patch Manager Plus Cloud only; its use by Endpoint Central is inferred",
-	"us3-dms.zoho.com":        "Distribution Server host listed for Patch Manager Plus Cloud only",
-	"us4-dms.zoho.com":        "Distribution Server host listed for Patch Manager Plus Cloud only",
-	"files-me-accl.zoho.com":  "listed for Patch Manager Plus Cloud only; its use by Endpoint Central is inferred",
-	"patch.manageengine.com":  "Patch Manager Plus Cloud server, another product",
-	"patch.manageengine.ca":   "Patch Manager Plus Cloud server, another product",
+	"dms.zoho.com":           "listed for Patch Manager Plus Cloud only; its use by Endpoint Central is inferred",
+	"us3-dms.zoho.com":       "Distribution Server host listed for Patch Manager Plus Cloud only",
+	"us4-dms.zoho.com":       "Distribution Server host listed for Patch Manager Plus Cloud only",
+	"files-me-accl.zoho.com": "listed for Patch Manager Plus Cloud only; its use by Endpoint Central is inferred",
+	"patch.manageengine.com": "Patch Manager Plus Cloud server, another product",
+	"patch.manageengine.ca":  "Patch Manager Plus Cloud server, another product",
 
 	// Microsoft Defender for Endpoint
 	"login.microsoftonline.com": "optional Live Response push (WNS), which Microsoft says cannot go through a proxy",
