@@ -361,3 +361,40 @@ func TestVHostsOf(t *testing.T) {
 		t.Errorf("vHostsOf = %q, want %q", got, want)
 	}
 }
+
+// docRowRE matches a row of the table in docs/catalog.md:
+// | vendor | region | [`vendor/region.toml`](../targets/...) | 28 | source |
+var docRowRE = regexp.MustCompile("\\[`([a-z0-9-]+/[a-z0-9-]+\\.toml)`\\]\\([^)]*\\)\\s*\\|\\s*(\\d+)\\s*\\|")
+
+func TestCatalogDocListsEveryFile(t *testing.T) {
+	data, err := os.ReadFile(catalogDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]int{}
+	for _, m := range docRowRE.FindAllStringSubmatch(string(data), -1) {
+		n, _ := strconv.Atoi(m[2])
+		listed[m[1]] = n
+	}
+	cat, err := targets.Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]bool{}
+	for _, f := range cat.Files() {
+		name := f.Vendor + "/" + f.Region + ".toml"
+		files[name] = true
+		n, ok := listed[name]
+		switch {
+		case !ok:
+			t.Errorf("%s does not list %s: add a row to its table", catalogDoc, name)
+		case n != len(f.Targets):
+			t.Errorf("%s gives %s %d targets, the file has %d", catalogDoc, name, n, len(f.Targets))
+		}
+	}
+	for _, name := range sortedKeys(listed) {
+		if !files[name] {
+			t.Errorf("%s lists %s, which is not in the catalog", catalogDoc, name)
+		}
+	}
+}
