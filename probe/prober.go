@@ -276,3 +276,20 @@ func onlyBelow(accepted map[uint16]bool, min uint16) bool {
 	}
 	return below
 }
+
+// Build returns a prober for every target of cfg over each of its paths,
+// in config order.
+func Build(cfg *configs.Config, userAgent string) []*Prober {
+	env := NewEnv(cfg, userAgent)
+	paths := make(map[string]configs.Path, len(cfg.Paths))
+	for _, p := range cfg.Paths {
+		paths[p.Name] = p
+	}
+	var out []*Prober
+	for _, t := range cfg.Targets {
+		for _, name := range t.Paths {
+			out = append(out, New(t, paths[name], env))
+		}
+	}
+	return out
+}

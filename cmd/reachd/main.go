@@ -1,0 +1,107 @@
+// Command reachd tests, on a schedule, whether this site can reach the
+// cloud endpoints its security and endpoint-management agents depend on,
+// and exports the results to Prometheus.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+)
+
+// Exit codes of check and validate.
+const (
+	exitOK      = 0
+	exitFailed  = 1
+	exitConfig  = 2
+	defaultAddr = ":9716"
+)
+
+func main() {
+	os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// Main runs reachd with args and returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	app := kingpin.New("reachd", "Tests whether this site reaches the cloud endpoints of its security and endpoint-management agents, and exports the results to Prometheus.")
+	app.Version(version.Print("reachd"))
+	app.HelpFlag.Short('h')
+	app.UsageWriter(stdout)
+	app.ErrorWriter(stderr)
+	app.Terminate(nil)
+	logCfg := &promslog.Config{Writer: stderr}
+	promslogflag.AddFlags(app, logCfg)
+
+	runCmd := app.Command("run", "Run the daemon (the default).").Default()
+	var ro runOptions
+	runCmd.Flag("config.file", "reachd config file; none: the embedded default, which probes the real vendor endpoints.").StringVar(&ro.configFile)
+	ro.web = kingpinflag.AddFlags(runCmd, defaultAddr)
+	runCmd.Flag("web.enable-lifecycle", "Allow reloading through POST /-/reload.").BoolVar(&ro.lifecycle)
+
+	checkCmd := app.Command("check", "Probe once, print a report and exit: 0 all passed, 1 some failed, 2 usage or config error.")
+	var co checkOptions
+	checkCmd.Flag("config.file", "reachd config file; none: the embedded default.").StringVar(&co.configFile)
+	checkCmd.Flag("format", "Output format.").Default("text").EnumVar(&co.format, "text", "json")
+	checkCmd.Flag("target", "Only targets of this name (or vendor/region/name).").StringVar(&co.target)
+	checkCmd.Flag("vendor", "Only targets of this vendor.").StringVar(&co.vendor)
+	checkCmd.Flag("region", "Only targets of this region.").StringVar(&co.region)
+	checkCmd.Flag("path", "Only this path.").StringVar(&co.path)
+	checkCmd.Flag("host", "Ad hoc: probe HOST[:PORT] (port 443) instead of the config's targets.").StringVar(&co.host)
+	checkCmd.Flag("proxy", "Ad hoc: go through this http:// or https:// proxy.").StringVar(&co.proxy)
+	checkCmd.Flag("proxy-user", "Ad hoc: proxy username; the password comes from $REACHD_PROXY_PASSWORD.").StringVar(&co.proxyUser)
+	checkCmd.Flag("resolver", "Ad hoc: DNS server ADDR[:PORT] instead of /etc/resolv.conf.").StringVar(&co.resolver)
+	checkCmd.Flag("ca-file", "Ad hoc: PEM file of a CA to trust: with --proxy, the proxy's TLS-inspection CA (reported as interception); without, a private CA the host legitimately uses.").StringVar(&co.caFile)
+	checkCmd.Flag("timeout", "Ad hoc: timeout of the whole probe.").Default("10s").DurationVar(&co.timeout)
+
+	validateCmd := app.Command("validate", "Load and validate the config and target files; print every problem; exit 0 or 2.")
+	var vo validateOptions
+	validateCmd.Flag("config.file", "reachd config file; none: the embedded default.").StringVar(&vo.configFile)
+	validateCmd.Flag("catalog.dir", "Also validate the target files in this directory.").StringVar(&vo.catalogDir)
+
+	targetsCmd := app.Command("targets", "List the vendor catalog.")
+	var to targetsOptions
+	targetsCmd.Flag("vendor", "Only this vendor.").StringVar(&to.vendor)
+	targetsCmd.Flag("region", "Only this region.").StringVar(&to.region)
+	targetsCmd.Flag("format", "Output format.").Default("text").EnumVar(&to.format, "text", "json")
+	targetsCmd.Flag("catalog.dir", "Directory of target files that extend or override the embedded catalog.").StringVar(&to.catalogDir)
+
+	versionCmd := app.Command("version", "Print the version.")
+
+	cmd, err := app.Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "reachd: %v (see reachd --help)\n", err)
+		return exitConfig
+	}
+	if cmd == "" { // --help or --version
+		return exitOK
+	}
+	logger := promslog.New(logCfg)
+	switch cmd {
+	case runCmd.FullCommand():
+		return run(ro, logger)
+	case checkCmd.FullCommand():
+		return check(co, logger, stdout, stderr)
+	case validateCmd.FullCommand():
+		return validate(vo, stdout, stderr)
+	case targetsCmd.FullCommand():
+		return listTargets(to, stdout, stderr)
+	case versionCmd.FullCommand():
+		fmt.Fprintln(stdout, version.Print("reachd"))
+	}
+	return exitOK
+}
+
+// userAgent is sent with every HTTP request a probe makes.
+func userAgent() string { return "reachd/" + version.Version }
+
+func init() {
+	if version.Version == "" {
+		version.Version = "dev"
+	}
+}

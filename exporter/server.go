@@ -1,0 +1,107 @@
+package exporter
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/version"
+
+	"github.com/reachd/reachd/probe"
+)
+
+// Server serves /metrics, the status page, the JSON API and the lifecycle
+// endpoints of one daemon.
+type Server struct {
+	store     *Store
+	state     *State
+	reload    func() error
+	lifecycle bool
+	logger    *slog.Logger
+	registry  *prometheus.Registry
+}
+
+// ServerOptions configure a Server.
+type ServerOptions struct {
+	// Reload loads the config again; a failure keeps the old one running.
+	Reload func() error
+	// Lifecycle allows POST /-/reload (--web.enable-lifecycle).
+	Lifecycle bool
+	// Scheduler reports the scheduler's self-monitoring.
+	Scheduler func() probe.SchedulerStats
+	Logger    *slog.Logger
+}
+
+// NewServer returns the server of a store and daemon state.
+func NewServer(store *Store, state *State, o ServerOptions) *Server {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		NewCollector(store, state, o.Scheduler),
+		versioncollector.NewCollector("reachd"),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return &Server{store: store, state: state, reload: o.Reload, lifecycle: o.Lifecycle, logger: o.Logger, registry: reg}
+}
+
+// Registry is the private registry behind /metrics.
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
+// Handler routes every endpoint.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelError)}))
+	mux.HandleFunc("GET /{$}", s.status)
+	mux.HandleFunc("GET /api/v1/results", s.results)
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("reachd is healthy.\n")) })
+	mux.HandleFunc("GET /-/ready", s.ready)
+	mux.HandleFunc("POST /-/reload", s.reloadHandler)
+	mux.HandleFunc("PUT /-/reload", s.reloadHandler)
+	return mux
+}
+
+func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
+	var buf bytes.Buffer
+	if err := renderStatus(&buf, s.store, s.state.View(), version.Info()); err != nil {
+		s.logger.Error("rendering the status page", "err", err)
+		http.Error(w, "rendering the status page failed", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Write(buf.Bytes())
+}
+
+func (s *Server) results(w http.ResponseWriter, _ *http.Request) {
+	st := s.state.View()
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(s.store.Report(st.Site, st.Started)); err != nil {
+		s.logger.Debug("writing /api/v1/results", "err", err)
+	}
+}
+
+func (s *Server) ready(w http.ResponseWriter, _ *http.Request) {
+	if !s.state.View().Ready {
+		http.Error(w, "reachd is not ready: no valid config is running yet.", http.StatusServiceUnavailable)
+		return
+	}
+	w.Write([]byte("reachd is ready.\n"))
+}
+
+func (s *Server) reloadHandler(w http.ResponseWriter, _ *http.Request) {
+	if !s.lifecycle {
+		http.Error(w, "Lifecycle API is not enabled: start reachd with --web.enable-lifecycle.", http.StatusForbidden)
+		return
+	}
+	if err := s.reload(); err != nil {
+		http.Error(w, "reload failed, the previous config keeps running: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Write([]byte("config reloaded.\n"))
+}

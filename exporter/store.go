@@ -1,0 +1,159 @@
+// Package exporter keeps the probe results and serves them: the
+// Prometheus collector, the status page, the JSON API and the daemon's
+// lifecycle endpoints.
+package exporter
+
+import (
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/reachd/reachd/probe"
+	"github.com/reachd/reachd/targets"
+)
+
+// HistoryLen is how many recent runs an entry remembers for the status page.
+const HistoryLen = 60
+
+// StageBuckets are the bounds of the stage duration histograms, in seconds.
+var StageBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+// Store holds, per probe, the last result, the counters and the recent
+// history. Readers see a consistent view through Range.
+type Store struct {
+	mu      sync.RWMutex
+	entries map[string]*Entry
+	keys    []string // sorted, for stable output
+}
+
+// Entry is one probe's state. Its fields change only under the store's
+// lock; read them inside Range.
+type Entry struct {
+	Key     string
+	Version string
+	Target  *targets.Target
+	Path    string
+
+	Last        *probe.Result // nil until the first run ends
+	Runs        [2]uint64     // [failure, success]
+	Failures    map[FailureKey]uint64
+	Stages      map[probe.Stage]*probe.Histogram
+	LastSuccess time.Time
+	Since       time.Time // when the current state (up or down) began
+	History     []HistoryPoint
+}
+
+// FailureKey counts failures by stage and reason.
+type FailureKey struct {
+	Stage  probe.Stage
+	Reason probe.Reason
+}
+
+// HistoryPoint is one past run, for the status page.
+type HistoryPoint struct {
+	Time    time.Time
+	Success bool
+	Reason  probe.Reason
+}
+
+// Probe is what the store needs to know of a configured probe.
+type Probe interface {
+	Key() string
+	Version() string
+	Target() *targets.Target
+	Path() string
+}
+
+// NewStore returns an empty store.
+func NewStore() *Store { return &Store{entries: map[string]*Entry{}} }
+
+// Sync makes probes the stored set: entries of removed probes go at once
+// (and with them their series), entries whose probe changed start over,
+// unchanged ones keep their results and history.
+func Sync[P Probe](s *Store, probes []P) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := make(map[string]*Entry, len(probes))
+	for _, p := range probes {
+		if e, ok := s.entries[p.Key()]; ok && e.Version == p.Version() {
+			next[p.Key()] = e
+			continue
+		}
+		next[p.Key()] = &Entry{Key: p.Key(), Version: p.Version(), Target: p.Target(), Path: p.Path(),
+			Failures: map[FailureKey]uint64{}, Stages: map[probe.Stage]*probe.Histogram{}}
+	}
+	s.entries = next
+	s.keys = s.keys[:0]
+	for k := range next {
+		s.keys = append(s.keys, k)
+	}
+	slices.Sort(s.keys)
+}
+
+// Transition says how a recorded run changed its probe's state.
+type Transition struct {
+	Known   bool // false: the probe is no longer configured; the result was dropped
+	First   bool // the probe's first run
+	Changed bool // up became down or down became up (or the reason changed)
+}
+
+// Record stores the result of a run of the probe named key.
+func (s *Store) Record(key string, r probe.Result) Transition {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.entries[key]
+	if !ok {
+		return Transition{}
+	}
+	tr := Transition{Known: true, First: e.Last == nil}
+	end := r.Start.Add(r.Duration)
+	if tr.First || e.Last.Success() != r.Success() {
+		e.Since = end
+		tr.Changed = !tr.First
+	} else if !r.Success() && e.Last.Err.Reason != r.Err.Reason {
+		tr.Changed = true
+	}
+	e.Last = &r
+	if r.Success() {
+		e.Runs[1]++
+		e.LastSuccess = end
+	} else {
+		e.Runs[0]++
+		e.Failures[FailureKey{r.Err.Stage, r.Err.Reason}]++
+	}
+	for _, st := range r.Stages {
+		h := e.Stages[st.Stage]
+		if h == nil {
+			h = probe.NewHistogram(StageBuckets)
+			e.Stages[st.Stage] = h
+		}
+		h.Observe(st.Duration.Seconds())
+	}
+	p := HistoryPoint{Time: r.Start, Success: r.Success()}
+	if r.Err != nil {
+		p.Reason = r.Err.Reason
+	}
+	if len(e.History) == HistoryLen {
+		copy(e.History, e.History[1:])
+		e.History = e.History[:HistoryLen-1]
+	}
+	e.History = append(e.History, p)
+	return tr
+}
+
+// Range calls f for every entry in key order, under the read lock: f must
+// not keep the entry or call back into the store.
+func (s *Store) Range(f func(e *Entry)) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, k := range s.keys {
+		f(s.entries[k])
+	}
+}
+
+// Len is the number of probes stored.
+func (s *Store) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.entries)
+}
