@@ -16,6 +16,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/reachd/reachd/probe"
 )
 
 var update = flag.Bool("update", false, "rewrite kubernetes/prometheusrule.yaml from prometheus/reachd-rules.yml")
@@ -399,5 +401,92 @@ func TestSystemdUnit(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// githubSlug is the anchor GitHub gives a Markdown heading.
+func githubSlug(heading string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(strings.TrimSpace(heading)) {
+		switch {
+		case r == ' ':
+			b.WriteRune('-')
+		case r == '-' || r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9':
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+var (
+	alertBlock  = regexp.MustCompile(`(?m)^ +- alert: (\w+)\n((?:(?: +[^-\s].*)?\n)*)`)
+	runbookURL  = regexp.MustCompile(`runbook_url: https://github\.com/reachd/reachd/blob/main/docs/alerts\.md#(\S+)`)
+	docsAnchor  = regexp.MustCompile(`docs/alerts\.md#([a-z0-9_]+)`)
+	mdHeading   = regexp.MustCompile(`(?m)^#+ (.+)$`)
+	htmlAnchor  = regexp.MustCompile(`<a id="([^"]+)"></a>`)
+	severityRe  = regexp.MustCompile(`(?m)^ +severity: (\S+)$`)
+	scopeRe     = regexp.MustCompile(`(?m)^ +scope: (site|vendor|endpoint|resolver|reachd)$`)
+	annotations = []string{"summary:", "description:", "runbook_url:"}
+)
+
+// TestAlertsDocumented checks that every alert has a severity, a scope, the annotations,
+// a promtool test and a runbook section in docs/alerts.md, and that every failure reason
+// and every anchor the rules link to exists there.
+func TestAlertsDocumented(t *testing.T) {
+	rules, err := os.ReadFile("prometheus/reachd-rules.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests, err := os.ReadFile("prometheus/reachd-rules.test.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../docs/alerts.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors := map[string]bool{}
+	for _, m := range mdHeading.FindAllStringSubmatch(string(doc), -1) {
+		anchors[githubSlug(m[1])] = true
+	}
+	for _, m := range htmlAnchor.FindAllStringSubmatch(string(doc), -1) {
+		anchors[m[1]] = true
+	}
+
+	blocks := alertBlock.FindAllStringSubmatch(string(rules), -1)
+	if n := strings.Count(string(rules), "- alert: "); len(blocks) != n || n == 0 {
+		t.Fatalf("parsed %d alert blocks, the file has %d", len(blocks), n)
+	}
+	for _, m := range blocks {
+		name, body := m[1], m[2]
+		t.Run(name, func(t *testing.T) {
+			if s := severityRe.FindStringSubmatch(body); s == nil || !slices.Contains([]string{"page", "warning", "info"}, s[1]) {
+				t.Errorf("severity missing or not page|warning|info")
+			}
+			if !scopeRe.MatchString(body) {
+				t.Errorf("scope missing or not site|vendor|endpoint|resolver|reachd")
+			}
+			for _, a := range annotations {
+				if !strings.Contains(body, a) {
+					t.Errorf("no %s annotation", strings.TrimSuffix(a, ":"))
+				}
+			}
+			if u := runbookURL.FindStringSubmatch(body); u == nil || u[1] != strings.ToLower(name) || !anchors[u[1]] {
+				t.Errorf("runbook_url %v: want docs/alerts.md#%s and a section \"### %s\" there", u, strings.ToLower(name), name)
+			}
+			if !strings.Contains(string(tests), "alertname: "+name+"\n") {
+				t.Errorf("no promtool test in reachd-rules.test.yml")
+			}
+		})
+	}
+	for _, m := range docsAnchor.FindAllStringSubmatch(string(rules), -1) {
+		if !anchors[m[1]] {
+			t.Errorf("reachd-rules.yml links docs/alerts.md#%s, which does not exist", m[1])
+		}
+	}
+	for _, r := range probe.Reasons() {
+		if !anchors[string(r)] {
+			t.Errorf("reason %s has no row <a id=%q></a> in docs/alerts.md", r, r)
+		}
 	}
 }
