@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -488,5 +489,43 @@ func TestAlertsDocumented(t *testing.T) {
 		if !anchors[string(r)] {
 			t.Errorf("reason %s has no row <a id=%q></a> in docs/alerts.md", r, r)
 		}
+	}
+}
+
+// TestReachdConfigs validates the reachd configs shipped for compose and Kubernetes with
+// `reachd validate` (which loads files only; it probes nothing).
+func TestReachdConfigs(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	dir := t.TempDir()
+	reachd := filepath.Join(dir, "reachd")
+	run(t, "..", goBin, "build", "-o", reachd, "./cmd/reachd")
+
+	cm, err := os.ReadFile("kubernetes/configmap.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const key = "  reachd.toml: |\n"
+	i := bytes.Index(cm, []byte(key))
+	if i < 0 {
+		t.Fatalf("kubernetes/configmap.yaml: no %q", key)
+	}
+	var toml strings.Builder
+	for _, line := range strings.SplitAfter(string(cm[i+len(key):]), "\n") {
+		if strings.TrimSpace(line) != "" && !strings.HasPrefix(line, "    ") {
+			break // the end of the block scalar
+		}
+		toml.WriteString(strings.TrimPrefix(line, "    "))
+	}
+	k8s := filepath.Join(dir, "configmap-reachd.toml")
+	if err := os.WriteFile(k8s, []byte(toml.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, file := range map[string]string{"compose": "compose/reachd.toml", "kubernetes": k8s} {
+		t.Run(name, func(t *testing.T) {
+			run(t, ".", reachd, "validate", "--config.file="+file)
+		})
 	}
 }
