@@ -36,22 +36,16 @@ type daemon struct {
 }
 
 func run(o runOptions, logger *slog.Logger) int {
-	d := &daemon{configFile: o.configFile, logger: logger, store: exporter.NewStore(), state: exporter.NewState()}
 	if o.configFile == "" {
 		logger.Warn("no --config.file: running the embedded default config, which probes the real vendor endpoints")
 	}
-	cfg, err := configs.Load(o.configFile, configs.Options{})
+	d, err := startDaemon(o.configFile, logger)
 	if err != nil {
 		logger.Error("loading the config", "err", err)
 		return exitConfig
 	}
-	d.sched = probe.NewScheduler(cfg.Defaults.Concurrency)
-	d.apply(cfg)
-
 	srv := &http.Server{
-		Handler: exporter.NewServer(d.store, d.state, exporter.ServerOptions{
-			Reload: d.reload, Lifecycle: o.lifecycle, Scheduler: d.sched.Stats, Logger: logger,
-		}).Handler(),
+		Handler:           d.server(o.lifecycle).Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -87,6 +81,24 @@ loop:
 		logger.Warn("stopping the HTTP server", "err", err)
 	}
 	return code
+}
+
+// startDaemon loads the config and starts probing; Stop ends it.
+func startDaemon(configFile string, logger *slog.Logger) (*daemon, error) {
+	cfg, err := configs.Load(configFile, configs.Options{})
+	if err != nil {
+		return nil, err
+	}
+	d := &daemon{configFile: configFile, logger: logger, store: exporter.NewStore(), state: exporter.NewState(),
+		sched: probe.NewScheduler(cfg.Defaults.Concurrency)}
+	d.apply(cfg)
+	return d, nil
+}
+
+func (d *daemon) server(lifecycle bool) *exporter.Server {
+	return exporter.NewServer(d.store, d.state, exporter.ServerOptions{
+		Reload: d.reload, Lifecycle: lifecycle, Scheduler: d.sched.Stats, Logger: d.logger,
+	})
 }
 
 // reload loads the config again; a config that fails validation leaves
