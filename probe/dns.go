@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -104,25 +105,76 @@ func classifyDNS(ctx context.Context, server string, err error) *Error {
 }
 
 // lookup resolves host to its A and AAAA addresses, asked in parallel.
-// It fails only when neither type has an address.
-func (r *resolver) lookup(ctx context.Context, host string) ([]netip.Addr, *Error) {
+// It fails only when neither type has an address. It also returns the two
+// answers, which the per-resolver check of the first resolver reuses.
+func (r *resolver) lookup(ctx context.Context, host string) ([]netip.Addr, *Error, [2]answer) {
 	var a, aaaa answer
 	var wg sync.WaitGroup
 	wg.Go(func() { a = r.query(ctx, host, dns.TypeA) })
 	aaaa = r.query(ctx, host, dns.TypeAAAA)
 	wg.Wait()
+	both := [2]answer{a, aaaa}
 	addrs := append(a.addrs, aaaa.addrs...)
 	switch {
 	case len(addrs) > 0:
-		return addrs, nil
+		return addrs, nil, both
 	case a.err != nil && (a.err.Reason == DNSNXDomain || aaaa.err == nil):
-		return nil, a.err
+		return nil, a.err, both
 	case aaaa.err != nil && (aaaa.err.Reason == DNSNXDomain || a.err == nil):
-		return nil, aaaa.err
+		return nil, aaaa.err, both
 	case a.err != nil:
-		return nil, a.err
+		return nil, a.err, both
 	}
-	return nil, fail(DNSNoRecords, fmt.Errorf("%s has no A or AAAA record", host))
+	return nil, fail(DNSNoRecords, fmt.Errorf("%s has no A or AAAA record", host)), both
+}
+
+// checkResolvers asks every resolver for host's A and AAAA records, all
+// at once.
+func checkResolvers(ctx context.Context, resolvers []*resolver, host string, cidrs []netip.Prefix) []DNSResult {
+	out := make([]DNSResult, 2*len(resolvers))
+	var wg sync.WaitGroup
+	for i, res := range resolvers {
+		for j, qtype := range queryTypes {
+			wg.Go(func() { out[2*i+j] = newDNSResult(res.name, qtype, res.query(ctx, host, qtype), cidrs) })
+		}
+	}
+	wg.Wait()
+	return out
+}
+
+// queryTypes are the types a lookup asks for, in lookup's answer order.
+var queryTypes = [2]uint16{dns.TypeA, dns.TypeAAAA}
+
+// newDNSResult judges one answer: NOERROR with every address inside cidrs
+// (when given) is a success, even with no address (an empty AAAA beside
+// an A answer is normal).
+func newDNSResult(resolver string, qtype uint16, a answer, cidrs []netip.Prefix) DNSResult {
+	d := DNSResult{Resolver: resolver, QType: dns.TypeToString[qtype], Duration: a.duration, Success: a.err == nil}
+	if a.rcode >= 0 {
+		d.Rcode = dns.RcodeToString[a.rcode]
+	}
+	for _, ip := range a.addrs {
+		d.Answers = append(d.Answers, ip.String())
+	}
+	if a.err != nil {
+		d.Reason = a.err.Reason
+	} else if outside(a.addrs, cidrs) {
+		d.Success, d.Reason = false, DNSUnexpectedAddress
+	}
+	return d
+}
+
+// outside reports an address outside cidrs; no cidrs means anything goes.
+func outside(addrs []netip.Addr, cidrs []netip.Prefix) bool {
+	if len(cidrs) == 0 {
+		return false
+	}
+	for _, a := range addrs {
+		if !slices.ContainsFunc(cidrs, func(p netip.Prefix) bool { return p.Contains(a.Unmap()) }) {
+			return true
+		}
+	}
+	return false
 }
 
 // shareOf gives a context 1/n of the time ctx has left.

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
-	"slices"
 	"sync"
 	"time"
 
@@ -71,6 +70,10 @@ type Prober struct {
 	http     *httpProber  // nil: no http check
 	key      string
 	version  string
+	// dnsChecks asks every resolver about the host on each run; one
+	// prober per target does it (DNS results carry no path).
+	dnsChecks bool
+	hostIsIP  bool
 
 	mu        sync.Mutex
 	lastSweep time.Time
@@ -80,6 +83,8 @@ type Prober struct {
 // New builds the prober of target t over path p.
 func New(t targets.Target, p configs.Path, env *Env) *Prober {
 	pr := &Prober{target: t, path: p.Name, env: env, resolver: env.resolvers[0], key: t.ID() + "/" + p.Name}
+	_, err := netip.ParseAddr(t.Host)
+	pr.hostIsIP = err == nil
 	trusted := env.trusted
 	if len(p.CACerts) > 0 {
 		trusted = trusted.Clone()
@@ -160,11 +165,38 @@ func (p *Prober) Probe(ctx context.Context) Result {
 	ctx, cancel := context.WithTimeout(ctx, p.target.Timeout)
 	defer cancel()
 	r := Result{Target: &p.target, Path: p.path, Start: time.Now()}
-	defer func() { r.Duration = time.Since(r.Start) }()
+	// The dns stage asks the first resolver; the per-resolver checks reuse
+	// its answers and ask the others meanwhile.
+	stageAsks := p.proxy == nil && !p.hostIsIP
+	var others []DNSResult
+	var wg sync.WaitGroup
+	if p.dnsChecks {
+		rest := p.env.resolvers
+		if stageAsks {
+			rest = rest[1:]
+		}
+		wg.Go(func() { others = checkResolvers(ctx, rest, p.target.Host, p.target.ExpectCIDRs) })
+	}
+	var stage [2]answer
+	p.stages(ctx, &r, &stage)
+	r.Duration = time.Since(r.Start)
+	wg.Wait()
+	if p.dnsChecks {
+		if stageAsks {
+			for i, qtype := range queryTypes {
+				r.DNS = append(r.DNS, newDNSResult(p.resolver.name, qtype, stage[i], p.target.ExpectCIDRs))
+			}
+		}
+		r.DNS = append(r.DNS, others...)
+	}
+	return r
+}
 
-	conn, dial := p.connect(ctx, &r)
+// stages runs the stages in order, stopping at the first failure.
+func (p *Prober) stages(ctx context.Context, r *Result, stage *[2]answer) {
+	conn, dial := p.connect(ctx, r, stage)
 	if conn == nil {
-		return r
+		return
 	}
 	stop := deadlineOnCancel(ctx, conn)
 	defer stop()
@@ -175,9 +207,9 @@ func (p *Prober) Probe(ctx context.Context) Result {
 			tc, r.TLS, err = p.tls.handshake(ctx, conn)
 			return err
 		})
-		p.sweepIfDue(ctx, &r, dial)
+		p.sweepIfDue(ctx, r, dial)
 		if !ok {
-			return r
+			return
 		}
 		conn = tc
 	}
@@ -187,14 +219,13 @@ func (p *Prober) Probe(ctx context.Context) Result {
 			return err
 		})
 	}
-	return r
 }
 
 // connect runs the stages up to an open connection: dns and tcp on a
 // direct path, proxy on a proxy path. It returns nil when a stage failed
 // or the checks end before a connection; dial opens more connections the
 // same way, for the sweep.
-func (p *Prober) connect(ctx context.Context, r *Result) (net.Conn, func(context.Context) (net.Conn, *Error)) {
+func (p *Prober) connect(ctx context.Context, r *Result, stage *[2]answer) (net.Conn, func(context.Context) (net.Conn, *Error)) {
 	t := &p.target
 	if p.proxy != nil {
 		var conn net.Conn
@@ -204,12 +235,12 @@ func (p *Prober) connect(ctx context.Context, r *Result) (net.Conn, func(context
 		return conn, p.proxy.dial
 	}
 	var addrs []netip.Addr
-	if ip, err := netip.ParseAddr(t.Host); err == nil {
-		addrs = []netip.Addr{ip}
+	if p.hostIsIP {
+		addrs = []netip.Addr{netip.MustParseAddr(t.Host)}
 	} else if !r.run(StageDNS, func() (err *Error) {
-		addrs, err = p.resolver.lookup(ctx, t.Host)
-		if err == nil {
-			err = checkCIDRs(t, addrs)
+		addrs, err, *stage = p.resolver.lookup(ctx, t.Host)
+		if err == nil && outside(addrs, t.ExpectCIDRs) {
+			err = fail(DNSUnexpectedAddress, fmt.Errorf("%s resolved to %v, outside %v", t.Host, addrs, t.ExpectCIDRs))
 		}
 		return err
 	}) {
@@ -219,27 +250,18 @@ func (p *Prober) connect(ctx context.Context, r *Result) (net.Conn, func(context
 		return nil, nil
 	}
 	dial := func(ctx context.Context) (net.Conn, *Error) { return dialAddrs(ctx, addrs, t.Port) }
+	last := p.tls == nil && p.http == nil // tcp is the deepest check
 	var conn net.Conn
-	if !r.run(StageTCP, func() (err *Error) { conn, err = dial(ctx); return err }) {
-		return nil, nil
-	}
-	if p.tls == nil && p.http == nil {
-		conn.Close()
+	if !r.run(StageTCP, func() (err *Error) {
+		if conn, err = dial(ctx); err == nil && last {
+			err = settle(ctx, conn)
+			conn.Close()
+		}
+		return err
+	}) || last {
 		return nil, nil
 	}
 	return conn, dial
-}
-
-func checkCIDRs(t *targets.Target, addrs []netip.Addr) *Error {
-	if len(t.ExpectCIDRs) == 0 {
-		return nil
-	}
-	for _, a := range addrs {
-		if !slices.ContainsFunc(t.ExpectCIDRs, func(p netip.Prefix) bool { return p.Contains(a.Unmap()) }) {
-			return fail(DNSUnexpectedAddress, fmt.Errorf("%s resolved to %s, outside %v", t.Host, a, t.ExpectCIDRs))
-		}
-	}
-	return nil
 }
 
 // sweepIfDue tries each TLS version alone on the first run and then every
@@ -287,8 +309,10 @@ func Build(cfg *configs.Config, userAgent string) []*Prober {
 	}
 	var out []*Prober
 	for _, t := range cfg.Targets {
-		for _, name := range t.Paths {
-			out = append(out, New(t, paths[name], env))
+		for i, name := range t.Paths {
+			p := New(t, paths[name], env)
+			p.dnsChecks = i == 0 && t.Has(targets.CheckDNS) && !p.hostIsIP
+			out = append(out, p)
 		}
 	}
 	return out

@@ -147,6 +147,7 @@ func assertOutcome(t *testing.T, r Result, stage Stage, reason Reason, detail st
 	if r.Err.Stage != stage || r.Err.Reason != reason {
 		t.Fatalf("got %s/%s (%v), want %s/%s", r.Err.Stage, r.Err.Reason, r.Err.Err, stage, reason)
 	}
+	covered.Store(reason, t.Name())
 	if !strings.Contains(r.Err.Error(), detail) {
 		t.Errorf("detail %q lacks %q", r.Err.Error(), detail)
 	}

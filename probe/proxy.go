@@ -58,7 +58,7 @@ func (pd *proxyDialer) dial(ctx context.Context) (net.Conn, *Error) {
 		addrs = []netip.Addr{ip}
 	} else {
 		var derr *Error
-		if addrs, derr = pd.resolver.lookup(ctx, host); derr != nil {
+		if addrs, derr, _ = pd.resolver.lookup(ctx, host); derr != nil {
 			return nil, fail(ProxyDNSFailed, fmt.Errorf("proxy %s: %s: %w", pd.display, derr.Reason, derr.Err))
 		}
 	}

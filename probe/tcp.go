@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"syscall"
+	"time"
 )
 
 // dialer connects to the first address that answers, IPv4 first and the
@@ -71,4 +72,22 @@ func isReset(err error) bool {
 
 func noAddr(host string) *Error {
 	return fail(TCPError, fmt.Errorf("no address to connect to for %s", host))
+}
+
+// SettleTime is how long a probe whose deepest check is tcp watches a new
+// connection: a firewall or IPS that accepts and then resets shows as
+// tcp_reset instead of a success.
+const SettleTime = 100 * time.Millisecond
+
+func settle(ctx context.Context, conn net.Conn) *Error {
+	deadline := time.Now().Add(SettleTime)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	conn.SetReadDeadline(deadline)
+	var b [1]byte
+	if _, err := conn.Read(b[:]); isReset(err) {
+		return fail(TCPReset, fmt.Errorf("connection to %s reset right after it opened: %w", conn.RemoteAddr(), err))
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"reflect"
 	"sync"
 	"time"
 
@@ -143,18 +144,37 @@ func (tp *tlsProber) verify(certs []*x509.Certificate) (intercepted bool, _ *Err
 
 // classifyTLS names a handshake failure.
 func classifyTLS(err error) *Error {
-	var alert tls.AlertError
+	alert, isAlert := remoteAlert(err)
 	switch {
 	case isTimeout(err):
 		return fail(TLSTimeout, fmt.Errorf("handshake stalled: %w", err))
 	case isReset(err), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return fail(TLSReset, fmt.Errorf("connection closed after the ClientHello: %w", err))
-	case errors.As(err, &alert) && alert == 70: // protocol_version
+	case isAlert && alert == alertProtocolVersion:
 		return fail(TLSVersionUnsupported, err)
-	case errors.As(err, &alert):
+	case isAlert:
 		return fail(TLSHandshakeFailed, err)
 	}
 	return fail(TLSError, err)
+}
+
+const alertProtocolVersion = 70
+
+// remoteAlert returns the TLS alert the peer sent. crypto/tls reports a
+// received alert as a *net.OpError "remote error" around its unexported
+// alert type (a uint8); tls.AlertError is what QUIC connections return.
+func remoteAlert(err error) (uint8, bool) {
+	var ae tls.AlertError
+	if errors.As(err, &ae) {
+		return uint8(ae), true
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "remote error" && oe.Err != nil {
+		if v := reflect.ValueOf(oe.Err); v.Kind() == reflect.Uint8 {
+			return uint8(v.Uint()), true
+		}
+	}
+	return 0, false
 }
 
 // sweep tries each TLS version alone, in parallel, each handshake over its
