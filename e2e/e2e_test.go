@@ -160,7 +160,14 @@ func (d *daemon) stop(t *testing.T) int {
 func runReachd(t *testing.T, ctx context.Context, prefix []string, args ...string) (int, string, string) {
 	t.Helper()
 	argv := append(append(prefix, reachdBin(t)), args...)
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	return runCommand(t, ctx, argv[0], argv[1:]...)
+}
+
+// runCommand runs a command to completion; ctx is its hang guard.
+func runCommand(t *testing.T, ctx context.Context, name string, args ...string) (int, string, string) {
+	t.Helper()
+	argv := append([]string{name}, args...)
+	cmd := exec.CommandContext(ctx, name, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -40,7 +40,11 @@ func okResult(p fakeProbe) probe.Result {
 	return probe.Result{Target: p.Target(), Path: p.path, Start: t0, Duration: 250 * time.Millisecond,
 		Stages: []probe.StageResult{{Stage: probe.StageDNS, Success: true, Duration: 10 * time.Millisecond}, {Stage: probe.StageTCP, Success: true, Duration: 20 * time.Millisecond}},
 		TLS:    &probe.TLSInfo{Version: 0x0304, Cipher: "TLS_AES_128_GCM_SHA256", Issuer: "Corp Inspection CA", Intercepted: true, NotAfter: t0.Add(24 * time.Hour), Accepted: map[uint16]bool{0x0303: true, 0x0304: true}},
-		HTTP:   &probe.HTTPInfo{Status: 404, ClockSkew: -2 * time.Second, HasDate: true}}
+		HTTP:   &probe.HTTPInfo{Status: 404, ClockSkew: -2 * time.Second, HasDate: true},
+		DNS: []probe.DNSResult{
+			{Resolver: "corp", QType: "A", Success: true, Rcode: "NOERROR", Answers: []string{"192.0.2.1", "192.0.2.2"}, Duration: 3 * time.Millisecond},
+			{Resolver: "corp", QType: "AAAA", Success: false, Rcode: "SERVFAIL", Reason: probe.DNSServFail},
+		}}
 }
 
 func badResult(p fakeProbe) probe.Result {
@@ -91,6 +95,14 @@ reachd_http_status_code{` + la + `} 404
 # HELP reachd_http_clock_skew_seconds The server's Date header minus the local clock.
 # TYPE reachd_http_clock_skew_seconds gauge
 reachd_http_clock_skew_seconds{` + la + `} -2
+# HELP reachd_dns_answers Addresses in the answer.
+# TYPE reachd_dns_answers gauge
+reachd_dns_answers{host="a.reachd.test",qtype="A",region="jp",resolver="corp",target="a",vendor="acme"} 2
+reachd_dns_answers{host="a.reachd.test",qtype="AAAA",region="jp",resolver="corp",target="a",vendor="acme"} 0
+# HELP reachd_dns_rcode 1 for the rcode of the last answer.
+# TYPE reachd_dns_rcode gauge
+reachd_dns_rcode{host="a.reachd.test",qtype="A",rcode="NOERROR",region="jp",resolver="corp",target="a",vendor="acme"} 1
+reachd_dns_rcode{host="a.reachd.test",qtype="AAAA",rcode="SERVFAIL",region="jp",resolver="corp",target="a",vendor="acme"} 1
 # HELP reachd_site_info The site this reachd probes from.
 # TYPE reachd_site_info gauge
 reachd_site_info{site="osaka"} 1
@@ -103,7 +115,7 @@ reachd_targets 2
 `
 	names := []string{"reachd_probe_success", "reachd_probe_failure_reason", "reachd_probe_runs_total", "reachd_tls_intercepted",
 		"reachd_tls_issuer_info", "reachd_tls_version_accepted", "reachd_http_status_code", "reachd_http_clock_skew_seconds",
-		"reachd_site_info", "reachd_config_last_reload_successful", "reachd_targets"}
+		"reachd_site_info", "reachd_config_last_reload_successful", "reachd_targets", "reachd_dns_answers", "reachd_dns_rcode"}
 	got, err := testutil.CollectAndFormat(c, expfmt.TypeTextPlain, names...)
 	if err != nil {
 		t.Fatal(err)

@@ -38,7 +38,7 @@ var (
 	httpStatus        = desc("http_status_code", "HTTP status of the last response.")
 	httpClockSkew     = desc("http_clock_skew_seconds", "The server's Date header minus the local clock.")
 	dnsLabels         = []string{"vendor", "region", "target", "host", "resolver", "qtype"}
-	dnsSuccess        = plainDesc("dns_success", "1 if the resolver answered the query with an address.", dnsLabels...)
+	dnsSuccess        = plainDesc("dns_success", "1 if the resolver answered the query without error (NOERROR, every address inside expect_cidrs); an empty AAAA answer is a success.", dnsLabels...)
 	dnsDuration       = plainDesc("dns_duration_seconds", "Duration of the query.", dnsLabels...)
 	dnsAnswers        = plainDesc("dns_answers", "Addresses in the answer.", dnsLabels...)
 	dnsRcode          = plainDesc("dns_rcode", "1 for the rcode of the last answer.", append(append([]string{}, dnsLabels...), "rcode")...)
