@@ -5,6 +5,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -77,6 +78,39 @@ func TestAlerts(t *testing.T) {
 	// It stays that way: several probe runs and rule evaluations later, still nothing else.
 	alertsConsistently(t, "only the endpoint alert of "+victim.name, 6*time.Second, only)
 	a.wantDescription("ReachdEndpointUnreachable", "at stage tcp with reason tcp_refused")
+
+	// With a failure present, every metric the rules and the dashboard use is exported.
+	have := map[string]bool{}
+	for _, s := range a.queryAll(`group by (__name__) ({__name__=~"reachd_.+"})`) {
+		have[s.Metric["__name__"]] = true
+	}
+	for _, name := range alertsUsedMetrics(t) {
+		if !have[name] {
+			t.Errorf("the rules or the dashboard use %s, which reachd does not export (exported: %v)", name, have)
+		}
+	}
+}
+
+// alertsUsedMetrics lists the reachd_ metric names that deploy/prometheus/reachd-rules.yml and
+// deploy/grafana/reachd.json query (not the recording rules' names).
+func alertsUsedMetrics(t *testing.T) []string {
+	t.Helper()
+	name := regexp.MustCompile(`(?:^|[^:\w])(reachd_[a-z0-9_]+)`)
+	seen := map[string]bool{}
+	for _, f := range []string{"../deploy/prometheus/reachd-rules.yml", "../deploy/grafana/reachd.json"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range name.FindAllStringSubmatch(string(b), -1) {
+			seen[m[1]] = true
+		}
+	}
+	names := slices.Sorted(maps.Keys(seen))
+	if len(names) < 10 {
+		t.Fatalf("found only %v", names)
+	}
+	return names
 }
 
 // alertsFor replaces every `for:` of the shipped rules in the test's copy.
