@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"strconv"
 	"sync"
 	"testing"
@@ -232,5 +233,55 @@ func TestOnlyOneProberPerTargetChecksResolvers(t *testing.T) {
 	}
 	if len(checks) != 3 || !checks[0] || checks[1] || checks[2] {
 		t.Errorf("dnsChecks per prober %v, want [true false false]: one per named target", checks)
+	}
+}
+
+func TestHTTPBodyBoundAndClockSkew(t *testing.T) {
+	l := newLab(t)
+	big := l.server("big.reachd.test", probetest.Handler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Write(make([]byte, MaxBody)) // the needle lies just past the bound
+		w.Write([]byte("needle"))
+	})))
+	skewed := l.server("skewed.reachd.test", probetest.Handler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Date", time.Now().Add(-90*time.Second).UTC().Format(http.TimeFormat))
+	})))
+	needle := func(t *targets.Target) { t.HTTP.ExpectBody = regexp.MustCompile("needle") }
+	assertOutcome(t, l.probe(target("big.reachd.test", big.Port, needle), configs.Path{Name: "direct"}, l.config()), StageHTTP, HTTPBodyMismatch, "first 65536 bytes")
+
+	r := l.probe(target("skewed.reachd.test", skewed.Port), configs.Path{Name: "direct"}, l.config())
+	if r.Err != nil || !r.HTTP.HasDate || r.HTTP.ClockSkew > -89*time.Second || r.HTTP.ClockSkew < -91*time.Second {
+		t.Errorf("clock skew %v (err %v), want about -90s", r.HTTP.ClockSkew, r.Err)
+	}
+}
+
+func TestTLSSweepRunsOnFirstRunAndThenEveryInterval(t *testing.T) {
+	l := newLab(t)
+	for _, tt := range []struct {
+		name     string
+		interval time.Duration
+		second   int // connections the second run opens
+	}{
+		{"not due", time.Hour, 1},
+		{"due", time.Nanosecond, 1 + len(TLSVersions)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := l.server("sweep.reachd.test")
+			cfg := l.config()
+			cfg.Defaults.TLSSweepInterval = tt.interval
+			p := New(target("sweep.reachd.test", s.Port), configs.Path{Name: "direct"}, NewEnv(cfg, "reachd-test"))
+			if r := p.Probe(t.Context()); r.Err != nil || len(r.TLS.Accepted) != len(TLSVersions) {
+				t.Fatalf("first run: %v, sweep %v", r.Err, r.TLS.Accepted)
+			}
+			if n := s.Connections(); n != 1+len(TLSVersions) {
+				t.Errorf("first run opened %d connections, want the probe's and one per version", n)
+			}
+			r := p.Probe(t.Context())
+			if got := s.Connections() - 1 - len(TLSVersions); got != tt.second {
+				t.Errorf("second run opened %d connections, want %d", got, tt.second)
+			}
+			if len(r.TLS.Accepted) != len(TLSVersions) {
+				t.Errorf("the last sweep's verdicts must stay on every result: %v", r.TLS.Accepted)
+			}
+		})
 	}
 }
