@@ -89,6 +89,7 @@ func TestAlerts(t *testing.T) {
 			t.Errorf("the rules or the dashboard use %s, which reachd does not export (exported: %v)", name, have)
 		}
 	}
+	alertsCheckDashboard(t, a)
 }
 
 // alertsUsedMetrics lists the reachd_ metric names that deploy/prometheus/reachd-rules.yml and
