@@ -46,6 +46,9 @@ type Config struct {
 	Resolvers []Resolver // at least one; dialing uses the first
 	Paths     []Path     // direct first when enabled
 	Trust     Trust
+	// Warnings are problems that do not stop the load (a password file
+	// that others can read), each with file:line; callers log them.
+	Warnings []string
 	// Targets are the catalog targets picked by [[use]] followed by the
 	// local [[target]]s, with daemon defaults applied: Interval, Timeout
 	// and TLSMinVersion are set and Paths lists the paths to probe over.
@@ -155,6 +158,7 @@ type loader struct {
 	ix   *tomlpos.Index
 	opts Options
 	errs []error
+	warn []string
 }
 
 // bad records a problem at a key path ("path.1.password_file").
@@ -186,6 +190,7 @@ func (l *loader) build(s *spec) *Config {
 		cfg.Trust.CACerts = append(cfg.Trust.CACerts, certs...)
 	}
 	cfg.Targets = l.targets(s, cfg)
+	cfg.Warnings = l.warn
 	return cfg
 }
 

@@ -192,3 +192,29 @@ func TestExamplesLoad(t *testing.T) {
 		})
 	}
 }
+
+func TestWarnsAboutReadablePasswordFile(t *testing.T) {
+	dir := t.TempDir()
+	pass := filepath.Join(dir, "proxy.pass")
+	for _, tt := range []struct {
+		mode os.FileMode
+		warn bool
+	}{{0o600, false}, {0o640, true}, {0o644, true}} {
+		if err := os.WriteFile(pass, []byte("pw\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(pass, tt.mode)
+		file := writeConfig(t, "[[path]]\nname = \"corp\"\nproxy = \"http://127.0.0.1:3128\"\nusername = \"u\"\npassword_file = \""+pass+"\"\n")
+		cfg, err := Load(file, testOptions(t, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Join(cfg.Warnings, "\n")
+		if tt.warn != (got != "") || tt.warn && !strings.Contains(got, file+":5: path.password_file: ") {
+			t.Errorf("mode %04o: warnings %q", tt.mode, got)
+		}
+		if strings.Contains(got, "pw") && !strings.Contains(got, "password_file") {
+			t.Errorf("warning reveals the password: %q", got)
+		}
+	}
+}

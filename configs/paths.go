@@ -77,11 +77,16 @@ func (l *loader) path(key string, ps pathSpec) Path {
 	case ps.PasswordFile != "" && ps.PasswordEnv != "":
 		l.bad(key+".password_env", "path.password_env", "set password_file or password_env, not both")
 	case ps.PasswordFile != "":
-		data, err := os.ReadFile(l.file(ps.PasswordFile))
+		file := l.file(ps.PasswordFile)
+		data, err := os.ReadFile(file)
 		if err != nil {
 			l.bad(key+".password_file", "path.password_file", "%v", err)
 		}
 		p.Password = strings.TrimSpace(string(data))
+		if fi, err := os.Stat(file); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			l.warn = append(l.warn, fmt.Sprintf("%s: path.password_file: %s can be read by group or others (mode %04o): chmod 600 it",
+				l.ix.At(l.name, key+".password_file"), file, fi.Mode().Perm()))
+		}
 	case ps.PasswordEnv != "":
 		v, ok := l.opts.LookupEnv(ps.PasswordEnv)
 		if !ok {

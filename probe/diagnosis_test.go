@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -284,4 +285,40 @@ func TestTLSSweepRunsOnFirstRunAndThenEveryInterval(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestPanicIsRecoveredAsInternal(t *testing.T) {
+	l := newLab(t)
+	s := l.server("ok.reachd.test")
+	p := New(target("ok.reachd.test", s.Port), configs.Path{Name: "direct"}, NewEnv(l.config(), "reachd-test"))
+	p.http = nil
+	p.tls.conf = nil // a bug: crypto/tls panics on a nil config
+	r := p.Probe(t.Context())
+	if r.Err == nil || r.Err.Reason != Internal || r.Err.Stage != StageInternal || len(r.Panic) == 0 {
+		t.Fatalf("got %v, panic stack %d bytes; want reason internal with the stack", r.Err, len(r.Panic))
+	}
+	covered.Store(Internal, t.Name())
+	if !strings.Contains(string(r.Panic), "probe.(*tlsProber)") {
+		t.Errorf("stack does not show where it panicked:\n%s", r.Panic)
+	}
+}
+
+func TestEndlessHeadersAreCutOff(t *testing.T) {
+	l := newLab(t)
+	endless := rawServer(t, func(c net.Conn) {
+		tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{l.ca.Issue(t, []string{"raw.reachd.test"}, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))}})
+		if tc.Handshake() != nil {
+			return
+		}
+		tc.Write([]byte("HTTP/1.1 200 OK\r\n"))
+		line := []byte("X-Filler: " + strings.Repeat("x", 1000) + "\r\n")
+		for { // headers without end, until the client hangs up
+			if _, err := tc.Write(line); err != nil {
+				return
+			}
+		}
+	})
+	l.dns.Set("raw.reachd.test", probetest.Entry{A: []string{"127.0.0.1"}})
+	r := l.probe(target("raw.reachd.test", endless), configs.Path{Name: "direct"}, l.config())
+	assertOutcome(t, r, StageHTTP, HTTPError, "EOF")
 }

@@ -110,7 +110,7 @@ func classifyDNS(ctx context.Context, server string, err error) *Error {
 func (r *resolver) lookup(ctx context.Context, host string) ([]netip.Addr, *Error, [2]answer) {
 	var a, aaaa answer
 	var wg sync.WaitGroup
-	wg.Go(func() { a = r.query(ctx, host, dns.TypeA) })
+	spawn(ctx, &wg, func() { a = r.query(ctx, host, dns.TypeA) })
 	aaaa = r.query(ctx, host, dns.TypeAAAA)
 	wg.Wait()
 	both := [2]answer{a, aaaa}
@@ -135,7 +135,7 @@ func checkResolvers(ctx context.Context, resolvers []*resolver, host string, cid
 	var wg sync.WaitGroup
 	for i, res := range resolvers {
 		for j, qtype := range queryTypes {
-			wg.Go(func() { out[2*i+j] = newDNSResult(res.name, qtype, res.query(ctx, host, qtype), cidrs) })
+			spawn(ctx, &wg, func() { out[2*i+j] = newDNSResult(res.name, qtype, res.query(ctx, host, qtype), cidrs) })
 		}
 	}
 	wg.Wait()

@@ -14,8 +14,12 @@ import (
 	"github.com/reachd/reachd/targets"
 )
 
-// MaxBody bounds how much of a response body the http stage reads.
-const MaxBody = 64 << 10
+// MaxBody bounds how much of a response body the http stage reads, and
+// MaxHeader how much of the status line and headers.
+const (
+	MaxBody   = 64 << 10
+	MaxHeader = 64 << 10
+)
 
 // httpProber runs the http stage: one GET over the probe's connection.
 type httpProber struct {
@@ -36,7 +40,9 @@ func (hp *httpProber) do(conn net.Conn) (*HTTPInfo, *Error) {
 	if _, err := conn.Write(hp.request); err != nil {
 		return nil, classifyHTTP(err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	// A server that sends endless headers or a huge body is cut off: the
+	// stage reads at most the header bound and MaxBody.
+	resp, err := http.ReadResponse(bufio.NewReader(io.LimitReader(conn, MaxHeader+MaxBody)), nil)
 	if err != nil {
 		return nil, classifyHTTP(err)
 	}

@@ -153,6 +153,10 @@ func (p *Prober) Key() string { return p.key }
 // reload can keep probes whose version is unchanged.
 func (p *Prober) Version() string { return p.version }
 
+// MaxRun bounds one run: the stages' timeout, then the sweep's parallel
+// handshakes, each with a timeout of its own. The scheduler's backstop.
+func (p *Prober) MaxRun() time.Duration { return 2 * p.target.Timeout }
+
 // Target is the probed target.
 func (p *Prober) Target() *targets.Target { return &p.target }
 
@@ -162,7 +166,8 @@ func (p *Prober) Path() string { return p.path }
 // Probe runs the stages in order, stopping at the first failure, within
 // the target's timeout; the TLS sweep follows when it is due.
 func (p *Prober) Probe(ctx context.Context) Result {
-	ctx, cancel := context.WithTimeout(ctx, p.target.Timeout)
+	base, g := withGuard(ctx) // the sweep's handshakes have timeouts of their own
+	ctx, cancel := context.WithTimeout(base, p.target.Timeout)
 	defer cancel()
 	r := Result{Target: &p.target, Path: p.path, Start: time.Now()}
 	// The dns stage asks the first resolver; the per-resolver checks reuse
@@ -175,10 +180,10 @@ func (p *Prober) Probe(ctx context.Context) Result {
 		if stageAsks {
 			rest = rest[1:]
 		}
-		wg.Go(func() { others = checkResolvers(ctx, rest, p.target.Host, p.target.ExpectCIDRs) })
+		spawn(ctx, &wg, func() { others = checkResolvers(ctx, rest, p.target.Host, p.target.ExpectCIDRs) })
 	}
 	var stage [2]answer
-	p.stages(ctx, &r, &stage)
+	p.safeStages(ctx, base, &r, &stage)
 	r.Duration = time.Since(r.Start)
 	wg.Wait()
 	if p.dnsChecks {
@@ -189,11 +194,19 @@ func (p *Prober) Probe(ctx context.Context) Result {
 		}
 		r.DNS = append(r.DNS, others...)
 	}
+	g.apply(&r)
 	return r
 }
 
+// safeStages runs the stages under the run's guard.
+func (p *Prober) safeStages(ctx, base context.Context, r *Result, stage *[2]answer) {
+	g, _ := ctx.Value(guardKey{}).(*guard)
+	defer g.catch()
+	p.stages(ctx, base, r, stage)
+}
+
 // stages runs the stages in order, stopping at the first failure.
-func (p *Prober) stages(ctx context.Context, r *Result, stage *[2]answer) {
+func (p *Prober) stages(ctx, base context.Context, r *Result, stage *[2]answer) {
 	conn, dial := p.connect(ctx, r, stage)
 	if conn == nil {
 		return
@@ -207,7 +220,7 @@ func (p *Prober) stages(ctx context.Context, r *Result, stage *[2]answer) {
 			tc, r.TLS, err = p.tls.handshake(ctx, conn)
 			return err
 		})
-		p.sweepIfDue(ctx, r, dial)
+		p.sweepIfDue(base, r, dial)
 		if !ok {
 			return
 		}
@@ -265,14 +278,15 @@ func (p *Prober) connect(ctx context.Context, r *Result, stage *[2]answer) (net.
 }
 
 // sweepIfDue tries each TLS version alone on the first run and then every
-// sweep interval, and attaches the verdicts to the result.
+// sweep interval, and attaches the verdicts to the result. ctx is the
+// run's context without the probe's timeout: each handshake has its own.
 func (p *Prober) sweepIfDue(ctx context.Context, r *Result, dial func(context.Context) (net.Conn, *Error)) {
 	p.mu.Lock()
 	due := p.accepted == nil || time.Since(p.lastSweep) >= p.env.sweepInterval
 	accepted := p.accepted
 	p.mu.Unlock()
 	if due {
-		accepted = p.tls.sweep(context.WithoutCancel(ctx), p.target.Timeout, dial)
+		accepted = p.tls.sweep(ctx, p.target.Timeout, dial)
 		p.mu.Lock()
 		p.accepted, p.lastSweep = accepted, time.Now()
 		p.mu.Unlock()

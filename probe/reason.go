@@ -16,6 +16,9 @@ const (
 	StageProxy Stage = "proxy"
 	StageTLS   Stage = "tls"
 	StageHTTP  Stage = "http"
+	// StageInternal is where a bug in reachd itself (a recovered panic)
+	// is reported; it is not a network stage.
+	StageInternal Stage = "internal"
 )
 
 // Reason names why a probe failed; the set is closed (DESIGN §6).
@@ -59,6 +62,10 @@ const (
 	HTTPStatusUnexpected Reason = "http_status_unexpected"
 	HTTPBodyMismatch     Reason = "http_body_mismatch"
 	HTTPError            Reason = "http_error"
+
+	// Internal is a panic inside a probe, recovered: a bug in reachd, not
+	// a network problem. It extends the closed set of DESIGN §6.
+	Internal Reason = "internal"
 )
 
 type reasonInfo struct {
@@ -105,6 +112,8 @@ var reasons = map[Reason]reasonInfo{
 	HTTPStatusUnexpected: {StageHTTP, "the server answered with an unexpected status: a web filter block page or a captive portal may be answering instead of the vendor"},
 	HTTPBodyMismatch:     {StageHTTP, "the answer is not what the vendor serves: a web filter block page or a captive portal is answering"},
 	HTTPError:            {StageHTTP, "the HTTP exchange failed: check the proxy and web filter between this site and the host"},
+
+	Internal: {StageInternal, "reachd itself failed on this probe (a bug): the log has the stack trace; please report it with reachd version"},
 }
 
 // Reasons returns every reason, sorted.

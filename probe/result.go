@@ -17,6 +17,9 @@ type Result struct {
 	TLS      *TLSInfo  // nil until a handshake completed
 	HTTP     *HTTPInfo // nil until a response arrived
 	DNS      []DNSResult
+	// Panic is the stack of a panic recovered during the run (Err then
+	// has reason internal); the daemon logs it. Never shown on pages.
+	Panic []byte
 }
 
 // Success reports whether every stage passed.

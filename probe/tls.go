@@ -184,7 +184,7 @@ func (tp *tlsProber) sweep(ctx context.Context, timeout time.Duration, dial func
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, v := range TLSVersions {
-		wg.Go(func() {
+		spawn(ctx, &wg, func() {
 			ok := tp.try(ctx, timeout, v, dial)
 			mu.Lock()
 			accepted[v] = ok

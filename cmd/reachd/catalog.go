@@ -29,6 +29,9 @@ func validate(o validateOptions, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return exitConfig
 	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
 	fmt.Fprintf(stdout, "%s: valid: site %q, %d targets, %d paths, %d resolvers\n", cfg.File, cfg.Site, len(cfg.Targets), len(cfg.Paths), len(cfg.Resolvers))
 	return exitOK
 }

@@ -120,11 +120,14 @@ func (d *daemon) reload() error {
 // apply builds the probers of cfg and hands them to the store and the
 // scheduler; probes it leaves unchanged keep running with their history.
 func (d *daemon) apply(cfg *configs.Config) {
+	for _, w := range cfg.Warnings {
+		d.logger.Warn(w)
+	}
 	probers := probe.Build(cfg, userAgent())
 	exporter.Sync(d.store, probers)
 	jobs := make([]probe.Job, len(probers))
 	for i, p := range probers {
-		jobs[i] = probe.Job{Key: p.Key(), Version: p.Version(), Interval: p.Target().Interval, Timeout: p.Target().Timeout,
+		jobs[i] = probe.Job{Key: p.Key(), Version: p.Version(), Interval: p.Target().Interval, Timeout: p.MaxRun(),
 			Run: func(ctx context.Context) { d.record(p, p.Probe(ctx)) }}
 	}
 	d.sched.Update(jobs, cfg.Defaults.Concurrency)
@@ -133,6 +136,9 @@ func (d *daemon) apply(cfg *configs.Config) {
 
 // record stores a result and logs the probe's state changes, not every run.
 func (d *daemon) record(p *probe.Prober, r probe.Result) {
+	if len(r.Panic) > 0 {
+		d.logger.Error("probe panicked: a bug in reachd; the daemon goes on", "probe", p.Key(), "err", r.Err.Err, "stack", string(r.Panic))
+	}
 	tr := d.store.Record(p.Key(), r)
 	if !tr.Known || !tr.Changed && !(tr.First && !r.Success()) {
 		return
