@@ -89,26 +89,17 @@ func (ix *Index) set(path, plain string, line int) {
 // Line returns the line of an indexed key path ("target.2.port"), falling
 // back to its table ("target.2") when the key itself is not written (a
 // default or a missing required field). It returns 0 when neither exists.
-func (ix *Index) Line(path string) int {
-	for p := path; p != ""; {
-		if n, ok := ix.lines[p]; ok {
-			return n
-		}
-		i := strings.LastIndexByte(p, '.')
-		if i < 0 {
-			break
-		}
-		p = p[:i]
-	}
-	return 0
-}
+func (ix *Index) Line(path string) int { return nearest(ix.lines, path) }
 
 // FirstLine returns the first line of a key path without array indexes, as
-// toml.MetaData.Undecoded reports them ("target.colour").
-// An inline table's keys fall back to the key holding the table.
-func (ix *Index) FirstLine(plain string) int {
-	for p := plain; p != ""; {
-		if n, ok := ix.first[p]; ok {
+// toml.MetaData.Undecoded reports them ("target.colour"). An inline
+// table's keys fall back to the key holding the table.
+func (ix *Index) FirstLine(plain string) int { return nearest(ix.first, plain) }
+
+// nearest looks path up, then each shorter prefix of it.
+func nearest(lines map[string]int, path string) int {
+	for p := path; p != ""; {
+		if n, ok := lines[p]; ok {
 			return n
 		}
 		i := strings.LastIndexByte(p, '.')
