@@ -2,9 +2,12 @@ package exporter
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -65,15 +68,37 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	var buf bytes.Buffer
-	if err := renderStatus(&buf, s.store, s.state.View(), version.Info()); err != nil {
+	m := pageMeta{State: s.state.View(), Version: versionString(), Now: time.Now()}
+	if err := renderStatus(&buf, s.store, m, parseFilter(r.URL.Query())); err != nil {
 		s.logger.Error("rendering the status page", "err", err)
 		http.Error(w, "rendering the status page failed", http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Write(buf.Bytes())
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Add("Vary", "Accept-Encoding")
+	if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+		w.Write(buf.Bytes())
+		return
+	}
+	h.Set("Content-Encoding", "gzip")
+	gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+	gz.Write(buf.Bytes())
+	gz.Close()
+}
+
+// versionString is the version the page shows: "1.2.3 (abc1234)".
+func versionString() string {
+	v := version.Version
+	if rev := version.Revision; rev != "" {
+		v += " (" + rev[:min(len(rev), 12)] + ")"
+	}
+	return v
 }
 
 func (s *Server) results(w http.ResponseWriter, _ *http.Request) {
