@@ -27,6 +27,8 @@ type Server struct {
 	lifecycle bool
 	logger    *slog.Logger
 	registry  *prometheus.Registry
+	probe     ProbeFunc
+	probeSem  chan struct{}
 }
 
 // ServerOptions configure a Server.
@@ -37,7 +39,10 @@ type ServerOptions struct {
 	Lifecycle bool
 	// Scheduler reports the scheduler's self-monitoring.
 	Scheduler func() probe.SchedulerStats
-	Logger    *slog.Logger
+	// Probe runs one configured probe now, for /probe; nil: /probe
+	// answers 404.
+	Probe  ProbeFunc
+	Logger *slog.Logger
 }
 
 // NewServer returns the server of a store and daemon state.
@@ -49,7 +54,8 @@ func NewServer(store *Store, state *State, o ServerOptions) *Server {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	return &Server{store: store, state: state, reload: o.Reload, lifecycle: o.Lifecycle, logger: o.Logger, registry: reg}
+	return &Server{store: store, state: state, reload: o.Reload, lifecycle: o.Lifecycle, logger: o.Logger, registry: reg,
+		probe: o.Probe, probeSem: make(chan struct{}, ProbeConcurrency)}
 }
 
 // Registry is the private registry behind /metrics.
@@ -61,6 +67,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelError)}))
 	mux.HandleFunc("GET /{$}", s.status)
 	mux.HandleFunc("GET /api/v1/results", s.results)
+	mux.HandleFunc("GET /api/v1/targets", s.targets)
+	mux.HandleFunc("GET /probe", s.probeNow)
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("reachd is healthy.\n")) })
 	mux.HandleFunc("GET /-/ready", s.ready)
 	mux.HandleFunc("POST /-/reload", s.reloadHandler)
@@ -108,6 +116,15 @@ func (s *Server) results(w http.ResponseWriter, _ *http.Request) {
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(s.store.Report(st.Site, st.Started)); err != nil {
 		s.logger.Debug("writing /api/v1/results", "err", err)
+	}
+}
+
+func (s *Server) targets(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(TargetsReport{Site: s.state.View().Site, Targets: s.store.Probes()}); err != nil {
+		s.logger.Debug("writing /api/v1/targets", "err", err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -31,6 +32,7 @@ type daemon struct {
 	store      *exporter.Store
 	state      *exporter.State
 	sched      *probe.Scheduler
+	probers    atomic.Pointer[map[string]*probe.Prober] // by key, for /probe
 
 	mu sync.Mutex // one reload at a time
 }
@@ -97,8 +99,17 @@ func startDaemon(configFile string, logger *slog.Logger) (*daemon, error) {
 
 func (d *daemon) server(lifecycle bool) *exporter.Server {
 	return exporter.NewServer(d.store, d.state, exporter.ServerOptions{
-		Reload: d.reload, Lifecycle: lifecycle, Scheduler: d.sched.Stats, Logger: d.logger,
+		Reload: d.reload, Lifecycle: lifecycle, Scheduler: d.sched.Stats, Probe: d.probeNow, Logger: d.logger,
 	})
+}
+
+// probeNow runs the configured probe named key once, for /probe.
+func (d *daemon) probeNow(ctx context.Context, key string) (probe.Result, bool) {
+	p, ok := (*d.probers.Load())[key]
+	if !ok {
+		return probe.Result{}, false
+	}
+	return p.Probe(ctx), true
 }
 
 // reload loads the config again; a config that fails validation leaves
@@ -125,11 +136,14 @@ func (d *daemon) apply(cfg *configs.Config) {
 	}
 	probers := probe.Build(cfg, userAgent())
 	exporter.Sync(d.store, probers)
+	byKey := make(map[string]*probe.Prober, len(probers))
 	jobs := make([]probe.Job, len(probers))
 	for i, p := range probers {
+		byKey[p.Key()] = p
 		jobs[i] = probe.Job{Key: p.Key(), Version: p.Version(), Interval: p.Target().Interval, Timeout: p.MaxRun(),
 			Run: func(ctx context.Context) { d.record(p, p.Probe(ctx)) }}
 	}
+	d.probers.Store(&byKey)
 	d.sched.Update(jobs, cfg.Defaults.Concurrency)
 	d.state.Loaded(cfg.Site)
 }
