@@ -53,11 +53,14 @@ var (
 )
 
 // Collector emits const metrics from the store at scrape time, so the
-// series of a removed probe vanish with it.
+// series of a removed probe vanish with it. /metrics takes the per-probe
+// series from the rendered cache instead (exposition.go) and registers a
+// Collector without them; /probe and the tests use the whole Collector.
 type Collector struct {
-	store *Store
-	state *State
-	sched func() probe.SchedulerStats // nil: no scheduler (reachd check)
+	store    *Store
+	state    *State
+	sched    func() probe.SchedulerStats // nil: no scheduler (reachd check)
+	noProbes bool
 }
 
 // NewCollector returns the collector of a store; sched may be nil.
@@ -94,7 +97,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstHistogram(schedulerDelay, n, sum, buckets)
 	}
 	gauge(targetsGauge, float64(c.store.Len()))
-	c.store.Range(func(e *Entry) { collectEntry(ch, e, gauge, counter) })
+	if !c.noProbes {
+		c.store.Range(func(e *Entry) { collectEntry(ch, e, gauge, counter) })
+	}
 }
 
 func collectEntry(ch chan<- prometheus.Metric, e *Entry, gauge, counter func(*prometheus.Desc, float64, ...string)) {

@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/version"
 
 	"github.com/reachd/reachd/probe"
@@ -49,7 +48,7 @@ type ServerOptions struct {
 func NewServer(store *Store, state *State, o ServerOptions) *Server {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
-		NewCollector(store, state, o.Scheduler),
+		&Collector{store: store, state: state, sched: o.Scheduler, noProbes: true},
 		versioncollector.NewCollector("reachd"),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -64,7 +63,7 @@ func (s *Server) Registry() *prometheus.Registry { return s.registry }
 // Handler routes every endpoint.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelError)}))
+	mux.HandleFunc("GET /metrics", s.metrics)
 	mux.HandleFunc("GET /{$}", s.status)
 	mux.HandleFunc("GET /api/v1/results", s.results)
 	mux.HandleFunc("GET /api/v1/targets", s.targets)

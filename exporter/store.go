@@ -41,6 +41,8 @@ type Entry struct {
 	LastSuccess time.Time
 	Since       time.Time // when the current state (up or down) began
 	History     []HistoryPoint
+
+	samples *rendered // this entry's part of /metrics; nil until rendered again
 }
 
 // FailureKey counts failures by stage and reason.
@@ -106,6 +108,7 @@ func (s *Store) Record(key string, r probe.Result) Transition {
 		return Transition{}
 	}
 	tr := Transition{Known: true, First: e.Last == nil}
+	e.samples = nil
 	end := r.Start.Add(r.Duration)
 	if tr.First || e.Last.Success() != r.Success() {
 		e.Since = end
@@ -156,4 +159,20 @@ func (s *Store) Len() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return len(s.entries)
+}
+
+// renderedSamples returns every entry's part of /metrics in key order,
+// rendering the entries that changed since the last scrape.
+func (s *Store) renderedSamples() []*rendered {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*rendered, len(s.keys))
+	for i, k := range s.keys {
+		e := s.entries[k]
+		if e.samples == nil {
+			e.samples = renderSamples(e)
+		}
+		out[i] = e.samples
+	}
+	return out
 }

@@ -1,0 +1,37 @@
+package exporter
+
+import (
+	"bufio"
+	"net/http"
+
+	"github.com/prometheus/common/expfmt"
+)
+
+var textFormat = expfmt.NewFormat(expfmt.TypeTextPlain)
+
+// metrics serves /metrics in the text format: the registry's families
+// (the daemon's own, Go and process), then the per-probe families from the
+// rendered cache. It does not compress: at thousands of probes gzip would
+// cost more CPU than the scrape itself.
+func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
+	mfs, err := s.registry.Gather()
+	if err != nil {
+		s.logger.Error("gathering metrics", "err", err)
+		http.Error(w, "gathering metrics failed: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", string(textFormat))
+	bw := bufio.NewWriterSize(w, 256<<10)
+	enc := expfmt.NewEncoder(bw, textFormat)
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			s.logger.Debug("writing /metrics", "err", err)
+			return
+		}
+	}
+	if err := writeProbeFamilies(bw, s.store.renderedSamples()); err != nil {
+		s.logger.Debug("writing /metrics", "err", err)
+		return
+	}
+	bw.Flush()
+}
