@@ -4,8 +4,10 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +35,7 @@ type hostileCase struct {
 	name   string
 	target targets.Target
 	cfg    func(*configs.Config)
+	path   *url.URL // a proxy; nil: direct
 	stage  Stage
 	reason Reason // empty: the probe must pass
 	detail string
@@ -48,7 +51,11 @@ func runHostile(t *testing.T, l *lab, c hostileCase) {
 	}
 	// The prober and its Env (which loads the system roots) exist before
 	// the count: only what the run itself opens is measured.
-	p := New(c.target, configs.Path{Name: configs.DirectPath}, NewEnv(cfg, "reachd-test"))
+	path := configs.Path{Name: configs.DirectPath}
+	if c.path != nil {
+		path = configs.Path{Name: "proxy", Proxy: c.path}
+	}
+	p := New(c.target, path, NewEnv(cfg, "reachd-test"))
 	ignore := goleak.IgnoreCurrent()
 	before := fdCount(t)
 
@@ -228,15 +235,15 @@ func TestHostileTLSAndHTTP(t *testing.T) {
 	})
 
 	for _, c := range []hostileCase{
-		{"slow-drip ServerHello", target("raw.reachd.test", drip, bounded), nil, StageTLS, TLSTimeout, "handshake stalled"},
-		{"handshake, then no HTTP answer", target("raw.reachd.test", mute, bounded), nil, StageHTTP, HTTPTimeout, "timeout"},
-		{"huge body, no body check", target("raw.reachd.test", big, bounded), nil, "", "", ""},
+		{"slow-drip ServerHello", target("raw.reachd.test", drip, bounded), nil, nil, StageTLS, TLSTimeout, "handshake stalled"},
+		{"handshake, then no HTTP answer", target("raw.reachd.test", mute, bounded), nil, nil, StageHTTP, HTTPTimeout, "timeout"},
+		{"huge body, no body check", target("raw.reachd.test", big, bounded), nil, nil, "", "", ""},
 		{"huge body, expect_body matches the first bytes", target("raw.reachd.test", big, bounded, func(tg *targets.Target) {
 			tg.HTTP.ExpectBody = regexp.MustCompile("^x+$")
-		}), nil, "", "", ""},
+		}), nil, nil, "", "", ""},
 		{"huge body, expect_body never matches", target("raw.reachd.test", big, bounded, func(tg *targets.Target) {
 			tg.HTTP.ExpectBody = regexp.MustCompile("needle")
-		}), nil, StageHTTP, HTTPBodyMismatch, "first 65536 bytes"},
+		}), nil, nil, StageHTTP, HTTPBodyMismatch, "first 65536 bytes"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			written.Store(0)
@@ -327,11 +334,11 @@ func TestHostileDNS(t *testing.T) {
 	}
 	tg := target("hostile.reachd.test", 443, func(tg *targets.Target) { tg.Timeout = hostileTimeout })
 	for _, c := range []hostileCase{
-		{"answers with mismatched IDs only", tg, resolver(mismatched), StageDNS, DNSTimeout, "no answer"},
-		{"garbage bytes", tg, resolver(garbage), StageDNS, DNSError, "dns:"},
-		{"a packet shorter than a header", tg, resolver(short), StageDNS, DNSError, "dns:"},
-		{"a packet cut inside its answer", tg, resolver(cut), StageDNS, DNSError, "dns:"},
-		{"truncated over udp, tarpit over tcp", tg, resolver(tcTarpit), StageDNS, DNSTimeout, "no answer"},
+		{"answers with mismatched IDs only", tg, resolver(mismatched), nil, StageDNS, DNSTimeout, "no answer"},
+		{"garbage bytes", tg, resolver(garbage), nil, StageDNS, DNSError, "dns:"},
+		{"a packet shorter than a header", tg, resolver(short), nil, StageDNS, DNSError, "dns:"},
+		{"a packet cut inside its answer", tg, resolver(cut), nil, StageDNS, DNSError, "dns:"},
+		{"truncated over udp, tarpit over tcp", tg, resolver(tcTarpit), nil, StageDNS, DNSTimeout, "no answer"},
 	} {
 		t.Run(c.name, func(t *testing.T) { runHostile(t, l, c) })
 	}
@@ -344,4 +351,67 @@ func mustPort(t *testing.T, addr string) string {
 		t.Fatal(err)
 	}
 	return port
+}
+
+func TestHostileProxy(t *testing.T) {
+	l := newLab(t)
+	// A proxy that answers CONNECT with a status line and then headers
+	// without end: the probe must stop reading at MaxHeader, not keep
+	// every header line in memory until the timeout.
+	var written atomic.Int64
+	endless := rawServer(t, func(c net.Conn) {
+		defer c.Close()
+		c.Write([]byte("HTTP/1.1 407 Proxy Authentication Required\r\n"))
+		line := []byte("Proxy-Authenticate: Basic realm=\"" + strings.Repeat("x", 1000) + "\"\r\n")
+		for written.Load() < 1<<30 {
+			n, err := c.Write(line)
+			written.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	})
+	// A proxy that drips its answer one byte every 50 ms.
+	drip := rawServer(t, func(c net.Conn) {
+		defer c.Close()
+		dripConn{c}.Write([]byte("HTTP/1.1 200 Connection established\r\nVia: 1.1 drip\r\n\r\n"))
+		hold(c)
+	})
+	// A 407 with a body of a gigabyte: the answer is known from its
+	// status line; the body is not read to its end.
+	hugeBody := rawServer(t, func(c net.Conn) {
+		defer c.Close()
+		c.Write([]byte("HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"corp\"\r\nContent-Length: 1073741824\r\n\r\n"))
+		chunk := make([]byte, 64<<10)
+		for sent := 0; sent < 1<<30; sent += len(chunk) {
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+	})
+	proxy := func(port int) *url.URL {
+		return &url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+	}
+	tg := target("vendor.reachd.test", 443, func(tg *targets.Target) { tg.Timeout = hostileTimeout })
+	for _, c := range []hostileCase{
+		{"endless headers after CONNECT", tg, nil, proxy(endless), StageProxy, ProxyError, "reading the answer to CONNECT"},
+		{"slow-drip answer to CONNECT", tg, nil, proxy(drip), StageProxy, ProxyTimeout, "timeout"},
+		{"a gigabyte of body after 407", tg, nil, proxy(hugeBody), StageProxy, ProxyAuthRequired, "demands credentials"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			written.Store(0)
+			if c.path.Port() == strconv.Itoa(endless) {
+				defer func() {
+					// Socket buffers hold a few megabytes; far more means
+					// the probe kept reading (and keeping) header lines.
+					if n := written.Load(); n > 32<<20 {
+						t.Errorf("the proxy got %d MB of headers out before the probe hung up: the answer to CONNECT is not bounded", n>>20)
+					} else {
+						t.Logf("the proxy got %d bytes of headers out before the probe hung up", n)
+					}
+				}()
+			}
+			runHostile(t, l, c)
+		})
+	}
 }

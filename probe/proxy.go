@@ -7,6 +7,8 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
+	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -91,12 +93,19 @@ func (pd *proxyDialer) handshake(ctx context.Context, conn net.Conn) (net.Conn, 
 	if _, err := conn.Write(pd.connect); err != nil {
 		return nil, pd.classify(err)
 	}
-	br := bufio.NewReader(conn)
+	// A proxy that answers with endless headers (or a huge error body) is
+	// cut off at MaxHeader; the tunnel behind the answer is not bounded.
+	limit := &io.LimitedReader{R: conn, N: MaxHeader}
+	br := bufio.NewReader(limit)
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
 	if err != nil {
+		if limit.N <= 0 {
+			err = fmt.Errorf("more than %d bytes of status line and headers: %w", MaxHeader, err)
+		}
 		return nil, pd.classify(fmt.Errorf("reading the answer to CONNECT: %w", err))
 	}
 	resp.Body.Close()
+	limit.N = math.MaxInt64
 	code := resp.StatusCode
 	switch {
 	case code >= 200 && code < 300:
