@@ -1,15 +1,20 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/common/version"
 
 	"github.com/reachd/reachd/configs"
 	"github.com/reachd/reachd/exporter"
@@ -41,7 +46,9 @@ func check(o checkOptions, logger *slog.Logger, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	started := time.Now()
-	results := runAll(probers, cfg.Defaults.Concurrency)
+	prog := newProgress(stderr, len(probers))
+	results := runAll(probers, cfg.Defaults.Concurrency, prog.done)
+	prog.clear()
 	logger.Debug("check done", "probes", len(results), "took", time.Since(started))
 
 	switch o.format {
@@ -52,8 +59,10 @@ func check(o checkOptions, logger *slog.Logger, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "reachd check: %v\n", err)
 			return exitConfig
 		}
+	case "markdown":
+		writeMarkdown(stdout, o.meta(cfg.Site, started), results)
 	default:
-		writeText(stdout, cfg.Site, started, results)
+		writeText(stdout, o.meta(cfg.Site, started), results, colorFor(stdout))
 	}
 	for _, r := range results {
 		if !r.Success() {
@@ -72,8 +81,8 @@ func (o checkOptions) matches(p *probe.Prober) bool {
 }
 
 // runAll probes each prober once, at most concurrency at a time, and
-// returns the results in the probers' order.
-func runAll(probers []*probe.Prober, concurrency int) []*probe.Result {
+// returns the results in the probers' order; done is called after each.
+func runAll(probers []*probe.Prober, concurrency int, done func()) []*probe.Result {
 	results := make([]*probe.Result, len(probers))
 	sem := make(chan struct{}, concurrency)
 	var wg sync.WaitGroup
@@ -83,10 +92,82 @@ func runAll(probers []*probe.Prober, concurrency int) []*probe.Result {
 			defer func() { <-sem }()
 			r := p.Probe(context.Background())
 			results[i] = &r
+			done()
 		})
 	}
 	wg.Wait()
 	return results
+}
+
+// progress shows "probing 12/40 …" on a terminal while probes run,
+// rewritten in place and cleared at the end; elsewhere it writes nothing.
+type progress struct {
+	mu       sync.Mutex
+	w        io.Writer // nil: not a terminal
+	n, total int
+}
+
+func newProgress(w io.Writer, total int) *progress {
+	p := &progress{total: total}
+	if isTerminal(w) {
+		p.w = w
+		p.show()
+	}
+	return p
+}
+
+func (p *progress) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.n++
+	p.show()
+}
+
+func (p *progress) show() {
+	if p.w != nil {
+		fmt.Fprintf(p.w, "\rprobing %d/%d …", p.n, p.total)
+	}
+}
+
+// clear erases the line, so the report starts on a clean one.
+func (p *progress) clear() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.w != nil {
+		fmt.Fprint(p.w, "\r\x1b[K")
+	}
+}
+
+// meta is what the report says about this check besides the results.
+func (o checkOptions) meta(site string, started time.Time) reportMeta {
+	m := reportMeta{Site: site, Started: started, Version: version.Version, Config: cmp.Or(o.configFile, "the embedded default")}
+	if version.Revision != "" {
+		m.Version += " (revision " + version.Revision[:min(len(version.Revision), 12)] + ", " + runtime.Version() + ")"
+	} else {
+		m.Version += " (" + runtime.Version() + ")"
+	}
+	var flags []string
+	add := func(name, value string) {
+		if value != "" {
+			flags = append(flags, "--"+name+" "+value)
+		}
+	}
+	add("target", o.target)
+	add("vendor", o.vendor)
+	add("region", o.region)
+	add("path", o.path)
+	if o.host != "" {
+		m.Config = "none: an ad hoc check"
+		add("host", o.host)
+		if u, err := url.Parse(o.proxy); err == nil {
+			add("proxy", u.Redacted())
+		}
+		add("proxy-user", o.proxyUser)
+		add("resolver", o.resolver)
+		add("ca-file", o.caFile)
+	}
+	m.Filters = strings.Join(flags, " ")
+	return m
 }
 
 // checkConfig loads the config file, or builds an ad hoc config for

@@ -47,7 +47,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	checkCmd := app.Command("check", "Probe once, print a report and exit: 0 all passed, 1 some failed, 2 usage or config error.")
 	var co checkOptions
 	checkCmd.Flag("config.file", "reachd config file; none: the embedded default.").StringVar(&co.configFile)
-	checkCmd.Flag("format", "Output format.").Default("text").EnumVar(&co.format, "text", "json")
+	checkCmd.Flag("format", "Output format: text (colour on a terminal unless NO_COLOR is set), json (as /api/v1/results), or markdown (for a vendor support ticket).").Default("text").EnumVar(&co.format, "text", "json", "markdown")
 	checkCmd.Flag("target", "Only targets of this name (or vendor/region/name).").StringVar(&co.target)
 	checkCmd.Flag("vendor", "Only targets of this vendor.").StringVar(&co.vendor)
 	checkCmd.Flag("region", "Only targets of this region.").StringVar(&co.region)

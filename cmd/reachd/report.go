@@ -1,73 +1,265 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
-	"sort"
+	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/reachd/reachd/probe"
+	"github.com/reachd/reachd/targets"
 )
 
-// writeText prints the check report: per vendor and region, each target
-// and path with the stages passed, and for a failure the stage, reason,
-// detail and hint; then a summary with counts by reason.
-func writeText(w io.Writer, site string, started time.Time, results []*probe.Result) {
-	fmt.Fprintf(w, "reachd check · site %s · %s\n", site, started.UTC().Format(time.RFC3339))
-	group := ""
-	byReason := map[probe.Reason]int{}
-	failed := 0
+// reportMeta is what a check report says besides the results.
+type reportMeta struct {
+	Site    string
+	Started time.Time
+	Version string // "1.2.3 (revision abc1234, go1.26.8)"
+	Config  string // the config file, or what stands for it
+	Filters string // the command's filters as flags; "" for none
+}
+
+// reportGroup is one vendor and region, as the status page groups them.
+type reportGroup struct {
+	Vendor, Region string
+	Targets        []reportTarget
+}
+
+// reportTarget is one target with its results, one per path.
+type reportTarget struct {
+	Target  *targets.Target
+	Results []*probe.Result
+}
+
+// groupResults groups results by vendor and region, then by target, in
+// name order; a target's paths keep their config order.
+func groupResults(results []*probe.Result) []reportGroup {
+	var groups []reportGroup
 	for _, r := range results {
 		t := r.Target
-		if g := t.Vendor + "/" + t.Region; g != group {
-			group = g
-			fmt.Fprintf(w, "\n%s\n", g)
+		gi := slices.IndexFunc(groups, func(g reportGroup) bool { return g.Vendor == t.Vendor && g.Region == t.Region })
+		if gi < 0 {
+			groups = append(groups, reportGroup{Vendor: t.Vendor, Region: t.Region})
+			gi = len(groups) - 1
 		}
-		var passed []string
-		for _, s := range r.Stages {
-			if s.Success {
-				passed = append(passed, string(s.Stage))
-			}
+		g := &groups[gi]
+		ti := slices.IndexFunc(g.Targets, func(rt reportTarget) bool { return rt.Target.Name == t.Name })
+		if ti < 0 {
+			g.Targets = append(g.Targets, reportTarget{Target: t})
+			ti = len(g.Targets) - 1
 		}
-		state := "OK  "
-		if !r.Success() {
-			state = "FAIL"
-			failed++
-			byReason[r.Err.Reason]++
-		}
-		fmt.Fprintf(w, "  %s %-24s %-40s %-12s %6s  passed: %s\n", state, t.Name, t.Address(), r.Path,
-			r.Duration.Round(time.Millisecond), orNone(strings.Join(passed, " ")))
-		if r.Success() {
-			if tl := r.TLS; tl != nil && tl.Version != 0 {
-				fmt.Fprintf(w, "       TLS %s %s, issuer %q%s\n", probe.TLSVersionName(tl.Version), tl.Cipher, tl.Issuer, intercepted(tl))
-			}
-			continue
-		}
-		fmt.Fprintf(w, "       failed at %s: %s\n", r.Err.Stage, r.Err.Reason)
-		if r.Err.Err != nil {
-			fmt.Fprintf(w, "       detail: %v\n", r.Err.Err)
-		}
-		fmt.Fprintf(w, "       hint:   %s\n", r.Err.Reason.Hint())
+		g.Targets[ti].Results = append(g.Targets[ti].Results, r)
 	}
-	fmt.Fprintf(w, "\n%d probes: %d passed, %d failed\n", len(results), len(results)-failed, failed)
-	reasons := make([]probe.Reason, 0, len(byReason))
-	for r := range byReason {
-		reasons = append(reasons, r)
-	}
-	sort.Slice(reasons, func(i, j int) bool {
-		return byReason[reasons[i]] > byReason[reasons[j]] || byReason[reasons[i]] == byReason[reasons[j]] && reasons[i] < reasons[j]
+	slices.SortFunc(groups, func(a, b reportGroup) int {
+		return cmp.Or(cmp.Compare(a.Vendor, b.Vendor), cmp.Compare(a.Region, b.Region))
 	})
-	for _, r := range reasons {
-		fmt.Fprintf(w, "  %4d %s\n", byReason[r], r)
+	for _, g := range groups {
+		slices.SortFunc(g.Targets, func(a, b reportTarget) int { return cmp.Compare(a.Target.Name, b.Target.Name) })
+	}
+	return groups
+}
+
+// reasonCount is how many probes failed for one reason.
+type reasonCount struct {
+	Reason probe.Reason
+	N      int
+}
+
+// failureCounts counts the failures by reason, most frequent first.
+func failureCounts(results []*probe.Result) (failed int, counts []reasonCount) {
+	by := map[probe.Reason]int{}
+	for _, r := range results {
+		if !r.Success() {
+			failed++
+			by[r.Err.Reason]++
+		}
+	}
+	for reason, n := range by {
+		counts = append(counts, reasonCount{reason, n})
+	}
+	slices.SortFunc(counts, func(a, b reasonCount) int { return cmp.Or(cmp.Compare(b.N, a.N), cmp.Compare(a.Reason, b.Reason)) })
+	return failed, counts
+}
+
+// pathCount is how many of a path's probes passed.
+type pathCount struct {
+	Path           string
+	Passed, Probes int
+}
+
+// pathCounts counts the passes per path, in the order paths first appear.
+func pathCounts(results []*probe.Result) []pathCount {
+	var out []pathCount
+	for _, r := range results {
+		i := slices.IndexFunc(out, func(p pathCount) bool { return p.Path == r.Path })
+		if i < 0 {
+			out = append(out, pathCount{Path: r.Path})
+			i = len(out) - 1
+		}
+		out[i].Probes++
+		if r.Success() {
+			out[i].Passed++
+		}
+	}
+	return out
+}
+
+// palette colours the text report; the zero palette writes plain text.
+type palette struct{ on bool }
+
+func (p palette) wrap(code, s string) string {
+	if !p.on || s == "" {
+		return s
+	}
+	return "\x1b[" + code + "m" + s + "\x1b[0m"
+}
+
+func (p palette) ok(s string) string   { return p.wrap("32", s) }
+func (p palette) bad(s string) string  { return p.wrap("1;31", s) }
+func (p palette) warn(s string) string { return p.wrap("33", s) }
+func (p palette) bold(s string) string { return p.wrap("1", s) }
+func (p palette) dim(s string) string  { return p.wrap("2", s) }
+
+// writeText prints the check report grouped like the status page: per
+// vendor and region each target with its paths side by side, for a
+// failure the stage, reason and detail; then a summary with the counts by
+// path and by reason, and each distinct hint once, under its reason.
+func writeText(w io.Writer, m reportMeta, results []*probe.Result, color bool) {
+	c := palette{on: color}
+	fmt.Fprintf(w, "%s · site %s · %s · reachd %s\n", c.bold("reachd check"), c.bold(m.Site), m.Started.UTC().Format(time.RFC3339), m.Version)
+	if m.Filters != "" {
+		fmt.Fprintf(w, "filters: %s\n", m.Filters)
+	}
+	pathWidth, nameWidth := 0, 0
+	for _, r := range results {
+		pathWidth, nameWidth = max(pathWidth, len(r.Path)), max(nameWidth, len(r.Target.Name))
+	}
+	for _, g := range groupResults(results) {
+		var probes, failed int
+		for _, t := range g.Targets {
+			for _, r := range t.Results {
+				probes++
+				if !r.Success() {
+					failed++
+				}
+			}
+		}
+		state := c.ok("all passed")
+		if failed > 0 {
+			state = c.bad(fmt.Sprintf("%d of %d failed", failed, probes))
+		}
+		fmt.Fprintf(w, "\n%s  %s\n", c.bold(g.Vendor+"/"+g.Region), state)
+		for _, t := range g.Targets {
+			fmt.Fprintf(w, "  %s  %s\n", c.bold(pad(t.Target.Name, nameWidth)), c.dim(t.Target.Address()))
+			for _, r := range t.Results {
+				writeTextResult(w, c, r, pathWidth)
+			}
+		}
+	}
+	writeTextSummary(w, c, results)
+}
+
+// The column where a result's outcome starts, after "    FAIL  path  12ms  ".
+func outcomeIndent(pathWidth int) string { return strings.Repeat(" ", 4+4+2+pathWidth+2+7+2) }
+
+func writeTextResult(w io.Writer, c palette, r *probe.Result, pathWidth int) {
+	state := c.ok("OK  ")
+	if !r.Success() {
+		state = c.bad("FAIL")
+	}
+	fmt.Fprintf(w, "    %s  %s  %7s  ", state, pad(r.Path, pathWidth), round(r.Duration))
+	indent := outcomeIndent(pathWidth)
+	if r.Success() {
+		fmt.Fprintln(w, passedSummary(c, r))
+		return
+	}
+	fmt.Fprintf(w, "failed at %s: %s\n", r.Err.Stage, c.bad(string(r.Err.Reason)))
+	if r.Err.Err != nil {
+		detail := strings.ReplaceAll(r.Err.Err.Error(), "\n", "\n"+indent+"        ")
+		fmt.Fprintf(w, "%s%s %s\n", indent, c.dim("detail:"), detail)
 	}
 }
 
-func intercepted(tl *probe.TLSInfo) string {
-	if tl.Intercepted {
-		return " — INTERCEPTED: the chain anchors in a private CA, not a public root"
+// passedSummary is the one line a passing probe gets: its TLS facts, or
+// the stages it passed when it had no TLS.
+func passedSummary(c palette, r *probe.Result) string {
+	if tl := r.TLS; tl != nil && tl.Version != 0 {
+		s := fmt.Sprintf("TLS %s %s, issuer %q", probe.TLSVersionName(tl.Version), tl.Cipher, tl.Issuer)
+		if r.HTTP != nil {
+			s += fmt.Sprintf(", HTTP %d", r.HTTP.Status)
+		}
+		if tl.Intercepted {
+			s += c.warn(" — INTERCEPTED: the chain anchors in a private CA, not a public root")
+		}
+		return s
 	}
-	return ""
+	var passed []string
+	for _, s := range r.Stages {
+		passed = append(passed, string(s.Stage))
+	}
+	return "passed: " + orNone(strings.Join(passed, " "))
+}
+
+func writeTextSummary(w io.Writer, c palette, results []*probe.Result) {
+	failed, counts := failureCounts(results)
+	line := fmt.Sprintf("%d probes: %d passed, %d failed", len(results), len(results)-failed, failed)
+	if failed > 0 {
+		line = c.bad(line)
+	} else {
+		line = c.ok(line)
+	}
+	fmt.Fprintf(w, "\n%s\n", c.bold(line))
+	if paths := pathCounts(results); len(paths) > 1 {
+		var parts []string
+		for _, p := range paths {
+			parts = append(parts, fmt.Sprintf("%s %d/%d passed", p.Path, p.Passed, p.Probes))
+		}
+		fmt.Fprintf(w, "  by path: %s\n", strings.Join(parts, " · "))
+	}
+	for _, rc := range counts {
+		fmt.Fprintf(w, "  %4d  %s %s\n", rc.N, c.bad(string(rc.Reason)), c.dim("("+string(rc.Reason.Stage())+")"))
+		if h := rc.Reason.Hint(); h != "" {
+			for i, l := range wrapText(h, 88) {
+				label := "hint: "
+				if i > 0 {
+					label = "      "
+				}
+				fmt.Fprintf(w, "        %s%s\n", c.dim(label), l)
+			}
+		}
+	}
+}
+
+// wrapText breaks s into lines of at most width runes at spaces.
+func wrapText(s string, width int) []string {
+	var lines []string
+	var cur strings.Builder
+	for _, word := range strings.Fields(s) {
+		if cur.Len() > 0 && len([]rune(cur.String()))+1+len([]rune(word)) > width {
+			lines = append(lines, cur.String())
+			cur.Reset()
+		}
+		if cur.Len() > 0 {
+			cur.WriteByte(' ')
+		}
+		cur.WriteString(word)
+	}
+	if cur.Len() > 0 {
+		lines = append(lines, cur.String())
+	}
+	return lines
+}
+
+func pad(s string, n int) string { return s + strings.Repeat(" ", max(0, n-len(s))) }
+
+func round(d time.Duration) string {
+	if d < 10*time.Millisecond {
+		return d.Round(100 * time.Microsecond).String()
+	}
+	return d.Round(time.Millisecond).String()
 }
 
 func orNone(s string) string {
@@ -75,4 +267,162 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
+}
+
+// isTerminal reports whether w is a terminal (a character device).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// colorFor says whether the report to w is coloured: only on a terminal,
+// and never with NO_COLOR set (https://no-color.org) or TERM=dumb.
+func colorFor(w io.Writer) bool {
+	return isTerminal(w) && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
+}
+
+// writeMarkdown prints the report for a vendor support ticket: where and
+// when it ran, with which reachd and filters, a table of every probe, and
+// per failing probe the stage, reason, detail and hint.
+func writeMarkdown(w io.Writer, m reportMeta, results []*probe.Result) {
+	failed, counts := failureCounts(results)
+	fmt.Fprintf(w, "## reachd check: %d of %d probes failed at site %s\n\n", failed, len(results), mdText(m.Site))
+	fmt.Fprintf(w, "| | |\n|---|---|\n")
+	fmt.Fprintf(w, "| site | %s |\n", mdCell(m.Site))
+	fmt.Fprintf(w, "| time (UTC) | %s |\n", m.Started.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "| reachd | %s |\n", mdCell(m.Version))
+	fmt.Fprintf(w, "| config | %s |\n", mdCell(m.Config))
+	fmt.Fprintf(w, "| filters | %s |\n", mdCell(cmp.Or(m.Filters, "none: every configured probe")))
+	fmt.Fprintf(w, "| result | %d probes: %d passed, %d failed |\n", len(results), len(results)-failed, failed)
+	if len(counts) > 0 {
+		var parts []string
+		for _, rc := range counts {
+			parts = append(parts, fmt.Sprintf("%d × `%s`", rc.N, rc.Reason))
+		}
+		fmt.Fprintf(w, "| failures | %s |\n", strings.Join(parts, ", "))
+	}
+
+	fmt.Fprintf(w, "\n### Probes\n\n| vendor/region | target | host:port | path | result |\n|---|---|---|---|---|\n")
+	var failing []*probe.Result
+	for _, g := range groupResults(results) {
+		for _, t := range g.Targets {
+			for _, r := range t.Results {
+				result := "✅ OK, " + round(r.Duration)
+				if tl := r.TLS; r.Success() && tl != nil && tl.Version != 0 {
+					result += ", TLS " + probe.TLSVersionName(tl.Version)
+					if tl.Intercepted {
+						result += ", **intercepted** (issuer " + mdText(tl.Issuer) + ")"
+					}
+				}
+				if !r.Success() {
+					result = fmt.Sprintf("❌ %s: `%s`", r.Err.Stage, r.Err.Reason)
+					failing = append(failing, r)
+				}
+				fmt.Fprintf(w, "| %s | %s | `%s` | %s | %s |\n", mdText(g.Vendor+"/"+g.Region), mdText(t.Target.Name),
+					mdCell(t.Target.Address()), mdText(r.Path), result)
+			}
+		}
+	}
+	if len(failing) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n### Failures\n")
+	for _, r := range failing {
+		writeMarkdownFailure(w, r)
+	}
+}
+
+func writeMarkdownFailure(w io.Writer, r *probe.Result) {
+	t := r.Target
+	fmt.Fprintf(w, "\n#### %s/%s/%s via %s: `%s`\n\n", mdText(t.Vendor), mdText(t.Region), mdText(t.Name), mdText(r.Path), r.Err.Reason)
+	fmt.Fprintf(w, "- **host:port:** `%s`\n", t.Address())
+	var stages []string
+	for _, s := range r.Stages {
+		mark := "ok"
+		if !s.Success {
+			mark = "failed"
+		}
+		stages = append(stages, fmt.Sprintf("%s %s (%s)", s.Stage, mark, round(s.Duration)))
+	}
+	fmt.Fprintf(w, "- **stage:** %s — %s\n", r.Err.Stage, orNone(strings.Join(stages, ", ")))
+	fmt.Fprintf(w, "- **reason:** `%s`\n", r.Err.Reason)
+	if h := r.Err.Reason.Hint(); h != "" {
+		fmt.Fprintf(w, "- **hint:** %s\n", mdText(h))
+	}
+	if tl := r.TLS; tl != nil && (tl.Issuer != "" || len(tl.Accepted) > 0) {
+		fmt.Fprintf(w, "- **TLS:** %s\n", mdText(tlsFacts(tl)))
+	}
+	for _, d := range r.DNS {
+		fmt.Fprintf(w, "- **DNS %s via %s:** %s %s\n", d.QType, mdText(d.Resolver), cmp.Or(d.Rcode, "no answer"), mdText(strings.Join(d.Answers, ", ")))
+	}
+	if r.Err.Err != nil {
+		detail := r.Err.Err.Error()
+		fence := strings.Repeat("`", max(3, longestRun(detail, '`')+1))
+		fmt.Fprintf(w, "- **detail:**\n\n  %stext\n  %s\n  %s\n", fence, strings.ReplaceAll(detail, "\n", "\n  "), fence)
+	}
+}
+
+// tlsFacts is a one-line summary of what the TLS stage and sweep learned.
+func tlsFacts(tl *probe.TLSInfo) string {
+	var parts []string
+	if tl.Version != 0 {
+		parts = append(parts, "negotiated "+probe.TLSVersionName(tl.Version)+" "+tl.Cipher)
+	}
+	if tl.Issuer != "" {
+		parts = append(parts, "issuer "+tl.Issuer)
+	}
+	if tl.Intercepted {
+		parts = append(parts, "intercepted (private CA)")
+	}
+	if len(tl.Accepted) > 0 {
+		vs := make([]uint16, 0, len(tl.Accepted))
+		for v := range tl.Accepted {
+			vs = append(vs, v)
+		}
+		slices.Sort(vs)
+		var acc []string
+		for _, v := range vs {
+			mark := "no"
+			if tl.Accepted[v] {
+				mark = "yes"
+			}
+			acc = append(acc, probe.TLSVersionName(v)+" "+mark)
+		}
+		parts = append(parts, "versions accepted: "+strings.Join(acc, ", "))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// mdText keeps s from turning into Markdown or HTML markup.
+func mdText(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ReplaceAll(s, "\n", " ") {
+		if strings.ContainsRune("\\`*_[]<>|", r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// mdCell is s for a table cell: one line, pipes escaped.
+func mdCell(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "\n", " "), "|", `\|`)
+}
+
+func longestRun(s string, c byte) int {
+	longest, n := 0, 0
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			n++
+			longest = max(longest, n)
+		} else {
+			n = 0
+		}
+	}
+	return longest
 }
