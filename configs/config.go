@@ -296,11 +296,25 @@ func (l *loader) targets(s *spec, cfg *Config) []targets.Target {
 		if t.TLSMinVersion == 0 {
 			t.TLSMinVersion = cfg.Defaults.TLSMinVersion
 		}
+		// A timeout of its own may outlast the interval it inherits.
+		if t.Timeout > t.Interval {
+			l.errs = append(l.errs, fmt.Errorf("%s: target %q: timeout: %s is longer than the interval %s", l.ix.At(l.name, key+".timeout"), t.Name, t.Timeout, t.Interval))
+			return
+		}
 		out = append(out, t)
 	}
 
 	if len(s.Use) > 0 {
-		cat, err := l.opts.Catalog(l.file(s.CatalogDir))
+		dir := l.file(s.CatalogDir)
+		if dir != "" {
+			// The catalog names its own files in its errors; a missing
+			// directory is this file's problem, at this line.
+			if _, err := os.Stat(dir); err != nil {
+				l.bad("catalog_dir", "catalog_dir", "%v", err)
+				return nil
+			}
+		}
+		cat, err := l.opts.Catalog(dir)
 		if err != nil {
 			l.errs = append(l.errs, err)
 			return nil
