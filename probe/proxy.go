@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -86,7 +87,7 @@ func (pd *proxyDialer) handshake(ctx context.Context, conn net.Conn) (net.Conn, 
 	if pd.tls != nil {
 		tc := tls.Client(conn, pd.tls)
 		if err := tc.HandshakeContext(ctx); err != nil {
-			return nil, pd.classify(fmt.Errorf("TLS to the proxy: %w", err))
+			return nil, pd.classify(fmt.Errorf("TLS to the proxy: %w", untrustedProxy(err)))
 		}
 		conn = tc
 	}
@@ -116,11 +117,37 @@ func (pd *proxyDialer) handshake(ctx context.Context, conn net.Conn) (net.Conn, 
 	case code == http.StatusProxyAuthRequired:
 		return nil, fail(ProxyAuthRequired, pd.authDetail(resp))
 	case code == http.StatusBadGateway || code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout:
-		return nil, fail(ProxyUpstreamFailed, fmt.Errorf("proxy %s answered %q", pd.display, resp.Status))
+		return nil, fail(ProxyUpstreamFailed, pd.refusal(resp))
 	case code >= 400 && code < 500:
-		return nil, fail(ProxyDenied, fmt.Errorf("proxy %s answered %q", pd.display, resp.Status))
+		return nil, fail(ProxyDenied, pd.refusal(resp))
 	}
-	return nil, fail(ProxyError, fmt.Errorf("proxy %s answered %q", pd.display, resp.Status))
+	return nil, fail(ProxyError, pd.refusal(resp))
+}
+
+// refusal is the detail of a proxy's answer other than 2xx or 407: the
+// status and, from squid, the error page it chose (X-Squid-Error:
+// ERR_CONNECT_FAIL 111, ERR_DNS_FAIL 0, ERR_ACCESS_DENIED 0), which
+// tells a refused upstream from a failed lookup behind the same 503.
+func (pd *proxyDialer) refusal(resp *http.Response) error {
+	if e := resp.Header.Get("X-Squid-Error"); e != "" {
+		if len(e) > 64 {
+			e = e[:64]
+		}
+		return fmt.Errorf("proxy %s answered %q (X-Squid-Error %q)", pd.display, resp.Status, e)
+	}
+	return fmt.Errorf("proxy %s answered %q", pd.display, resp.Status)
+}
+
+// untrustedProxy names the issuer of an https:// proxy's certificate that
+// does not verify, and where to trust it.
+func untrustedProxy(err error) error {
+	var cve *tls.CertificateVerificationError
+	var unknown x509.UnknownAuthorityError
+	if errors.As(err, &cve) && errors.As(err, &unknown) && len(cve.UnverifiedCertificates) > 0 {
+		return fmt.Errorf("its certificate is issued by %q, which this path does not trust (give that CA as the path's ca_file): %w",
+			issuerName(cve.UnverifiedCertificates[0]), err)
+	}
+	return err
 }
 
 func (pd *proxyDialer) authDetail(resp *http.Response) error {

@@ -92,6 +92,7 @@ func TestProxyReasons(t *testing.T) {
 	mute := newRawProxy(t, silent)
 	garbage := newRawProxy(t, says("SSH-2.0-OpenSSH_9.2p1\r\n"))
 	hangup := newRawProxy(t, says(""))
+	squidDNS := newRawProxy(t, says("HTTP/1.1 503 Service Unavailable\r\nServer: squid/5.7\r\nX-Squid-Error: ERR_DNS_FAIL 0\r\nContent-Length: 0\r\n\r\n"))
 	proxyCA := probetest.NewCA(t, "Proxy Listener CA")
 	httpsProxy := probetest.NewProxy(t, probetest.ProxyTLS(proxyCA),
 		probetest.Upstream(map[string]string{"vendor.reachd.test:443": s.Addr}))
@@ -119,12 +120,13 @@ func TestProxyReasons(t *testing.T) {
 		{"503 is the upstream", status(http.StatusServiceUnavailable), "", 0, ProxyUpstreamFailed, `"503 Service Unavailable"`},
 		{"504 is the upstream", status(http.StatusGatewayTimeout), "", 0, ProxyUpstreamFailed, `"504 Gateway Timeout"`},
 		{"the proxy cannot connect to the target", refusing.URL, "", 0, ProxyUpstreamFailed, "503"},
+		{"squid names its error", squidDNS.URL, "", 0, ProxyUpstreamFailed, `answered "503 Service Unavailable" (X-Squid-Error "ERR_DNS_FAIL 0")`},
 		{"silent after CONNECT", mute.URL, "", 300 * time.Millisecond, ProxyTimeout, "reading the answer to CONNECT"},
 		{"garbage answer", garbage.URL, "", 0, ProxyError, "malformed HTTP"},
 		{"hangs up without an answer", hangup.URL, "", 0, ProxyError, "EOF"},
 		{"500 from the proxy itself", status(http.StatusInternalServerError), "", 0, ProxyError, `"500 Internal Server Error"`},
 		{"a redirect is no tunnel", status(http.StatusFound), "", 0, ProxyError, `"302 Found"`},
-		{"https:// proxy with an untrusted certificate", httpsProxy.URL, "", 0, ProxyError, `TLS to the proxy: tls: failed to verify certificate: x509: certificate signed by unknown authority`},
+		{"https:// proxy with an untrusted certificate", httpsProxy.URL, "", 0, ProxyError, `TLS to the proxy: its certificate is issued by "Proxy Listener CA", which this path does not trust (give that CA as the path's ca_file)`},
 		{"https:// to a plain proxy", &plainAsHTTPS, "", 0, ProxyError, "TLS to the proxy"},
 		{"http:// to a TLS proxy", &httpsAsPlain, "", 0, ProxyError, "reading the answer to CONNECT"},
 	}
