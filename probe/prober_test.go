@@ -23,12 +23,12 @@ import (
 // lab is a loopback world: a DNS server for *.reachd.test, a CA the
 // config trusts as legitimate, and helpers to probe targets in it.
 type lab struct {
-	t   *testing.T
+	t   testing.TB
 	dns *probetest.DNSServer
 	ca  *probetest.CA
 }
 
-func newLab(t *testing.T) *lab {
+func newLab(t testing.TB) *lab {
 	t.Helper()
 	return &lab{t: t, ca: probetest.NewCA(t, "Lab Root CA"), dns: probetest.NewDNSServer(t, probetest.Records{})}
 }
@@ -66,7 +66,7 @@ func (l *lab) probe(tg targets.Target, path configs.Path, cfg *configs.Config) R
 	return New(tg, path, NewEnv(cfg, "reachd-test")).Probe(context.Background())
 }
 
-func closedPort(t *testing.T) int {
+func closedPort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -22,7 +22,7 @@ type Job struct {
 }
 
 // DelayBuckets are the bounds of the scheduler delay histogram, in seconds.
-var DelayBuckets = []float64{0.001, 0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60}
+var DelayBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
 
 // Scheduler runs one loop per job at a deterministic, hash-spread phase
 // of its interval, with at most a fixed number of runs in flight.
