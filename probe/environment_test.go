@@ -92,6 +92,16 @@ func TestEnvironmentProxyCredentials(t *testing.T) {
 		t.Errorf("the proxy got %+v, want Basic credentials from the URL", reqs)
 	}
 
+	// Without userinfo in the URL the path's own username and password
+	// go to whichever proxy the environment names.
+	path := envPath(configs.ProxyEnv{HTTPSProxy: "http://" + proxy.Addr})
+	path.Username, path.Password = user, pass
+	before := len(proxy.Requests())
+	assertOutcome(t, l.probe(tg, path, l.config()), "", "", "")
+	if reqs := proxy.Requests()[before:]; len(reqs) == 0 || reqs[0].ProxyAuthorization != basic(user, pass) {
+		t.Errorf("the proxy got %+v, want Basic credentials from the path", reqs)
+	}
+
 	tests := []struct {
 		name, proxyURL string
 		reason         Reason
