@@ -32,7 +32,7 @@ func tool(t *testing.T, name, pkg string) string {
 		return p
 	}
 	if os.Getenv("CI") != "" {
-		t.Fatalf("%s not found: install prometheus (apt-get install %s)", name, pkg)
+		t.Fatalf("%s not found: install the Debian package %s (.ci/run does)", name, pkg)
 	}
 	t.Skipf("SKIPPED: %s not found; install the Debian package %s to check deploy/ (CI fails here)", name, pkg)
 	return ""
