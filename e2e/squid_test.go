@@ -446,7 +446,8 @@ func TestSquidDaemonInterception(t *testing.T) {
 	d := startDaemon(t, "--config.file", file)
 	good := func(path string) map[string]string { return map[string]string{"target": "good", "path": path} }
 	metrics := d.waitFor(t, "/metrics", func(code int, body string) bool {
-		return code == 200 && hasSeries(body, "reachd_probe_success", good("bump-ca"), "1") && hasSeries(body, "reachd_probe_success", good("open"), "1")
+		return code == 200 && strings.Count(body, "reachd_probe_success{") == 4 && // good on two paths, blocked, refused
+			hasSeries(body, "reachd_probe_success", good("bump-ca"), "1") && hasSeries(body, "reachd_probe_success", good("open"), "1")
 	})
 	for _, want := range []struct {
 		name   string
@@ -460,6 +461,14 @@ func TestSquidDaemonInterception(t *testing.T) {
 	} {
 		if !hasSeries(metrics, want.name, want.labels, want.value) {
 			t.Errorf("/metrics lacks %s%v %s", want.name, want.labels, want.value)
+		}
+	}
+	// The status page shows the target's paths side by side, with the
+	// interception and the failing paths' reasons.
+	_, page, _ := d.get("/")
+	for _, want := range []string{"bump-ca", "Squid Bump CA", "proxy_denied", "proxy_upstream_failed"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the status page lacks %q", want)
 		}
 	}
 }
