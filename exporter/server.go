@@ -76,9 +76,15 @@ func (s *Server) Handler() http.Handler {
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	var buf bytes.Buffer
+	buf := pageBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxPooledPage {
+			buf.Reset()
+			pageBuffers.Put(buf)
+		}
+	}()
 	m := pageMeta{State: s.state.View(), Version: versionString(), Now: time.Now()}
-	if err := renderStatus(&buf, s.store, m, parseFilter(r.URL.Query())); err != nil {
+	if err := renderStatus(buf, s.store, m, parseFilter(r.URL.Query())); err != nil {
 		s.logger.Error("rendering the status page", "err", err)
 		http.Error(w, "rendering the status page failed", http.StatusInternalServerError)
 		return
