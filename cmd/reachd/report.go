@@ -357,7 +357,11 @@ func writeMarkdownFailure(w io.Writer, r *probe.Result) {
 		fmt.Fprintf(w, "- **TLS:** %s\n", mdText(tlsFacts(tl)))
 	}
 	for _, d := range r.DNS {
-		fmt.Fprintf(w, "- **DNS %s via %s:** %s %s\n", d.QType, mdText(d.Resolver), cmp.Or(d.Rcode, "no answer"), mdText(strings.Join(d.Answers, ", ")))
+		answer := cmp.Or(d.Rcode, "no answer")
+		if len(d.Answers) > 0 {
+			answer += ": " + strings.Join(d.Answers, ", ")
+		}
+		fmt.Fprintf(w, "- **DNS %s via %s:** %s\n", d.QType, mdText(d.Resolver), mdText(answer))
 	}
 	if r.Err.Err != nil {
 		detail := r.Err.Err.Error()
