@@ -271,6 +271,9 @@ func (l *loader) targets(s *spec, cfg *Config) []targets.Target {
 		if paths == nil {
 			return pathNames
 		}
+		if len(paths) == 0 {
+			l.bad(key, "paths", "empty: the target would never be probed (leave paths out for every path)")
+		}
 		for _, p := range paths {
 			if !slices.Contains(pathNames, p) {
 				l.bad(key, "paths", "unknown path %q (defined: %v)", p, pathNames)
@@ -339,6 +342,16 @@ func (l *loader) targets(s *spec, cfg *Config) []targets.Target {
 			for _, t := range f.Targets {
 				if t.Paths == nil {
 					t.Paths = paths
+				} else {
+					// A catalog file may name paths; this config must define them.
+					for _, p := range t.Paths {
+						if !slices.Contains(pathNames, p) {
+							l.bad(key, "use", "target %q (%s) names path %q, which this config does not define (defined: %v)", t.Name, t.Pos, p, pathNames)
+						}
+					}
+					if len(t.Paths) == 0 {
+						l.bad(key, "use", "target %q (%s) has paths = []: it would never be probed", t.Name, t.Pos)
+					}
 				}
 				add(t, key)
 			}
