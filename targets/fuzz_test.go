@@ -30,11 +30,11 @@ func FuzzParseFile(f *testing.F) {
 			if file != nil {
 				t.Fatalf("both a file and an error: %v", err)
 			}
-			for _, line := range strings.Split(err.Error(), "\n") {
-				if !strings.HasPrefix(line, name+":") {
-					t.Fatalf("an error line does not name the file %q:\n%q\nin\n%v", name, line, err)
+			each(err, func(e error) {
+				if !strings.HasPrefix(e.Error(), name+":") {
+					t.Fatalf("an error does not name the file %q: %q", name, e)
 				}
-			}
+			})
 			return
 		}
 		if file.Path != name || len(file.Targets) == 0 {
@@ -63,4 +63,18 @@ func FuzzParseFile(f *testing.F) {
 			seen[tg.Name] = true
 		}
 	})
+}
+
+// each calls f with every error err joins (errors.Join nests), so a
+// message that quotes input with a newline in it is still one error.
+func each(err error, f func(error)) {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			each(e, f)
+		}
+		return
+	}
+	if err != nil {
+		f(err)
+	}
 }
