@@ -265,7 +265,9 @@ func (s *syncBuffer) String() string {
 }
 
 // startDaemonCapturing is startDaemon that keeps both stdout and stderr
-// for the test to read while reachd runs.
+// for the test to read while reachd runs. Its clean-up does not wait for
+// an exit that waitFor already took from d.done, so the clean-ups
+// registered before it (squid's) still run.
 func startDaemonCapturing(t *testing.T, args ...string) (d *daemon, stdout, stderr *syncBuffer) {
 	t.Helper()
 	port := freePort(t)
@@ -279,7 +281,10 @@ func startDaemonCapturing(t *testing.T, args ...string) (d *daemon, stdout, stde
 	go func() { d.done <- d.cmd.Wait() }()
 	t.Cleanup(func() {
 		d.cmd.Process.Kill()
-		<-d.done
+		select {
+		case <-d.done:
+		case <-time.After(10 * time.Second):
+		}
 		if t.Failed() {
 			t.Logf("reachd stderr:\n%s", stderr)
 		}

@@ -112,7 +112,11 @@ func startSquid(t *testing.T, dnsAddr string, upstreamCA, bumpCA *probetest.CA, 
 	go func() { done <- sq.Wait() }()
 	t.Cleanup(func() {
 		syscall.Kill(-sq.Process.Pid, syscall.SIGKILL)
-		<-done
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Errorf("squid (process group %d) did not die within 10s of SIGKILL", sq.Process.Pid)
+		}
 		if t.Failed() {
 			t.Logf("squid output:\n%s\ncache.log:\n%s\naccess.log:\n%s", out.w, readFile(dir, "cache.log"), readFile(dir, "access.log"))
 		}
@@ -443,7 +447,7 @@ func TestSquidDaemonInterception(t *testing.T) {
 	w := newSquidWorld(t)
 	cfg := strings.Replace(w.config(t), "[[target]]", "[[target]]\npaths = [\"bump-ca\", \"open\"]", 1)
 	file := writeFile(t, w.dir, "reachd.toml", cfg)
-	d := startDaemon(t, "--config.file", file)
+	d, _, _ := startDaemonCapturing(t, "--config.file", file)
 	good := func(path string) map[string]string { return map[string]string{"target": "good", "path": path} }
 	metrics := d.waitFor(t, "/metrics", func(code int, body string) bool {
 		return code == 200 && strings.Count(body, "reachd_probe_success{") == 4 && // good on two paths, blocked, refused
