@@ -167,7 +167,7 @@ func TestStatusPageMatrix(t *testing.T) {
 			cells = append(cells, strings.Join(strings.Fields(text(c)), " "))
 		}
 	}
-	if want := []string{"up 42 ms", "down 3.0 ms proxy_auth_required"}; fmt.Sprint(cells) != fmt.Sprint(want) {
+	if want := []string{"direct up 42 ms", "corp-proxy down 3.0 ms proxy_auth_required"}; fmt.Sprint(cells) != fmt.Sprint(want) {
 		t.Errorf("api cells %q, want %q", cells, want)
 	}
 	if n := len(elements(t, page, "div[data-reason=proxy_auth_required]")); n != 2 {
