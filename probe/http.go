@@ -47,6 +47,10 @@ func (hp *httpProber) do(conn net.Conn) (*HTTPInfo, *Error) {
 		return nil, classifyHTTP(err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode < 100 {
+		// Go reads "000" as a status; no HTTP server sends it.
+		return nil, fail(HTTPError, fmt.Errorf("malformed status line %q: not an HTTP answer", resp.Proto+" "+resp.Status))
+	}
 	received := time.Now()
 	info := &HTTPInfo{Status: resp.StatusCode}
 	if d, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
