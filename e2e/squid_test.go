@@ -525,9 +525,6 @@ func TestSquidAdHocCheck(t *testing.T) {
 			args := append([]string{"check", "--host", "good.reachd.test:" + strconv.Itoa(w.good.Port), "--resolver", w.dns.Addr,
 				"--timeout", "5s", "--format", "json"}, tt.args...)
 			code, out, stderr := runReachd(t, ctx, nil, args...)
-			if strings.Contains(stderr, `unknown key "resolver.direct"`) {
-				t.Skip("SKIPPED LOUDLY: cmd/reachd/check.go writes direct = false after the [[resolver]] table, so --host --proxy --resolver never loads; the fix moves it before [defaults]")
-			}
 			var doc struct{ Results []checkResult }
 			if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Results) != 1 {
 				t.Fatalf("exit %d: %v\n%s\n%s", code, err, out, stderr)

@@ -187,12 +187,15 @@ func checkConfig(o checkOptions) (*configs.Config, error) {
 		host, port = h, p
 	}
 	var b strings.Builder
+	if o.proxy != "" {
+		b.WriteString("direct = false\n") // a top-level key: before the first table
+	}
 	fmt.Fprintf(&b, "[defaults]\ntimeout = %q\ninterval = %q\n", o.timeout, o.timeout)
 	if o.resolver != "" {
 		fmt.Fprintf(&b, "[[resolver]]\nname = \"cli\"\nservers = [%q]\n", o.resolver)
 	}
 	if o.proxy != "" {
-		fmt.Fprintf(&b, "direct = false\n[[path]]\nname = \"proxy\"\nproxy = %q\n", o.proxy)
+		fmt.Fprintf(&b, "[[path]]\nname = \"proxy\"\nproxy = %q\n", o.proxy)
 		if o.proxyUser != "" {
 			fmt.Fprintf(&b, "username = %q\npassword_env = \"REACHD_PROXY_PASSWORD\"\n", o.proxyUser)
 		}
