@@ -132,6 +132,7 @@ func (d *daemon) waitFor(t *testing.T, path string, ok func(code int, body strin
 		}
 		select {
 		case err := <-d.done:
+			d.done <- err // for the clean-up, which waits for it
 			t.Fatalf("reachd exited while waiting for %s: %v", path, err)
 		case <-time.After(100 * time.Millisecond):
 		}
