@@ -50,6 +50,13 @@ func (l *loader) path(key string, ps pathSpec) Path {
 	case "environment":
 		p.Environment = true
 		p.ProxyEnv = ProxyEnv{HTTPSProxy: l.env("HTTPS_PROXY"), HTTPProxy: l.env("HTTP_PROXY"), NoProxy: l.env("NO_PROXY")}
+		// httpproxy ignores a proxy it cannot parse and sends every target
+		// direct; say so at load instead.
+		for name, v := range map[string]string{"HTTPS_PROXY": p.ProxyEnv.HTTPSProxy, "HTTP_PROXY": p.ProxyEnv.HTTPProxy} {
+			if v != "" && !parsableProxy(v) {
+				l.bad(key+".proxy", "path.proxy", "environment: %s is not a proxy URL", name)
+			}
+		}
 	default:
 		u, err := url.Parse(ps.Proxy)
 		switch {
@@ -171,4 +178,14 @@ func serverAddr(s string) (string, error) {
 		return "", fmt.Errorf("%q is not a host:port", s)
 	}
 	return net.JoinHostPort(strings.Trim(s, "[]"), "53"), nil
+}
+
+// parsableProxy accepts what httpproxy accepts: a URL with a scheme and a
+// host, or a bare host[:port] taken as http://.
+func parsableProxy(v string) bool {
+	if u, err := url.Parse(v); err == nil && u.Scheme != "" && u.Host != "" {
+		return true
+	}
+	u, err := url.Parse("http://" + v)
+	return err == nil && u.Host != ""
 }
