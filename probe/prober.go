@@ -30,6 +30,7 @@ type Env struct {
 	legit         *x509.CertPool // Mozilla roots + trust.ca_files
 	trusted       *x509.CertPool // system roots + trust.ca_files (a path adds its ca_file)
 	sweepInterval time.Duration
+	settle        time.Duration // SettleTime; tests under load raise it
 	userAgent     string
 	fingerprint   string // of everything above, for reload comparisons
 }
@@ -37,7 +38,7 @@ type Env struct {
 // NewEnv builds the shared environment of cfg. userAgent is sent with
 // every HTTP request.
 func NewEnv(cfg *configs.Config, userAgent string) *Env {
-	e := &Env{sweepInterval: cfg.Defaults.TLSSweepInterval, userAgent: userAgent}
+	e := &Env{sweepInterval: cfg.Defaults.TLSSweepInterval, settle: SettleTime, userAgent: userAgent}
 	h := sha256.New()
 	for _, r := range cfg.Resolvers {
 		e.resolvers = append(e.resolvers, newResolver(r))
@@ -267,7 +268,7 @@ func (p *Prober) connect(ctx context.Context, r *Result, stage *[2]answer) (net.
 	var conn net.Conn
 	if !r.run(StageTCP, func() (err *Error) {
 		if conn, err = dial(ctx); err == nil && last {
-			err = settle(ctx, conn)
+			err = settle(ctx, conn, p.env.settle)
 			conn.Close()
 		}
 		return err

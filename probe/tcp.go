@@ -79,8 +79,8 @@ func noAddr(host string) *Error {
 // tcp_reset instead of a success.
 const SettleTime = 100 * time.Millisecond
 
-func settle(ctx context.Context, conn net.Conn) *Error {
-	deadline := time.Now().Add(SettleTime)
+func settle(ctx context.Context, conn net.Conn, window time.Duration) *Error {
+	deadline := time.Now().Add(window)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
