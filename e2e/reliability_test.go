@@ -154,7 +154,7 @@ func startWebConfigDaemon(t *testing.T, lifecycle bool) *reliabWeb {
 	webConfig := writeFile(t, dir, "web.yml", fmt.Sprintf("tls_server_config:\n  cert_file: %s\n  key_file: %s\nbasic_auth_users:\n  %s: %s\n",
 		certFile, keyFile, w.user, hash))
 	port, _ := reliabTarpit(t)
-	config := writeFile(t, dir, "reachd.toml", reliabConfig(port, 1, 2*time.Second))
+	config := writeFile(t, dir, "reachd.toml", reliabConfig(port, 1, 2*time.Second)+"checks = [\"tcp\"]\n")
 
 	listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	w.base = "https://" + listen
@@ -221,6 +221,8 @@ func TestWebConfigTLSAndBasicAuth(t *testing.T) {
 		{"GET", "/metrics", 200, "reachd_config_last_reload_successful 1"},
 		{"GET", "/", 200, "reliability"},
 		{"GET", "/api/v1/results", 200, `"site": "reliability"`},
+		{"GET", "/api/v1/targets", 200, `"target": "t0"`},
+		{"GET", "/probe?target=local/local/t0", 200, "reachd_probe_success"},
 		{"GET", "/-/healthy", 200, "healthy"},
 		{"GET", "/-/ready", 200, "ready"},
 		{"POST", "/-/reload", 403, "Lifecycle API is not enabled"},
@@ -232,7 +234,9 @@ func TestWebConfigTLSAndBasicAuth(t *testing.T) {
 			// Plain HTTP: the TLS listener answers 400 and nothing else.
 			req, _ := http.NewRequest(e.method, strings.Replace(w.base, "https://", "http://", 1)+e.path, nil)
 			req.SetBasicAuth(w.user, w.pass)
-			if resp, err := plain.Do(req); err == nil {
+			if resp, err := plain.Do(req); err != nil {
+				t.Errorf("plain HTTP: %v, want 400 from the TLS listener", err)
+			} else {
 				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode != http.StatusBadRequest || strings.Contains(string(body), "reachd") {
