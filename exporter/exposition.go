@@ -9,15 +9,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/reachd/reachd/probe"
+	"github.com/reachd/reachd/targets"
 )
 
 // The per-probe part of /metrics is the bulk of a scrape (about 12 KB per
-// probe, 120 MB at 10,000 probes). Rendering it through the registry on
-// every scrape costs seconds, nearly all of it re-encoding text that has
-// not changed. So each entry keeps its samples rendered per family, redone
-// only after a new result, and a scrape concatenates them under one HELP
-// and TYPE per family. Collector emits the same samples as const metrics;
-// TestExpositionMatchesCollector holds the two together.
+// probe, 120 MB at 10,000 probes). Through the registry it cost seconds per
+// scrape: const metrics, protobuf structs, sorting, then text encoding. So
+// /metrics writes the per-probe families itself, straight from the store:
+// each entry keeps its escaped label set, and a scrape appends samples
+// family by family in chunks, holding the store's read lock only while it
+// fills a chunk, so a slow scraper never stalls the probes. Collector
+// emits the same samples as const metrics for /probe and as the reference
+// TestExpositionMatchesCollector compares /metrics with.
 
 // family is one per-probe metric family, in exposition order.
 type family struct {
@@ -90,117 +93,199 @@ var families = [nFamilies]family{
 	fDNSRcode:       newFamily(dnsRcode, "reachd_dns_rcode", "gauge"),
 }
 
-// rendered is an entry's samples, one text block per family.
-type rendered [nFamilies][]byte
+// probeLabelSets renders an entry's label sets once: the probe labels, and the
+// DNS series' labels (no port or path).
+func probeLabelSets(t *targets.Target, path string) (probe, dns string) {
+	dns = `vendor="` + escape(t.Vendor) + `",region="` + escape(t.Region) + `",target="` + escape(t.Name) + `",host="` + escape(t.Host) + `"`
+	return dns + `,port="` + strconv.Itoa(t.Port) + `",path="` + escape(path) + `"`, dns
+}
 
-// renderSamples writes the samples of e; it runs under the store's lock, after a
-// new result or a new entry, never on the probe path.
-func renderSamples(e *Entry) *rendered {
-	var out rendered
-	out[fStage] = make([]byte, 0, 8<<10)
-	t := e.Target
-	labels := `vendor="` + escape(t.Vendor) + `",region="` + escape(t.Region) + `",target="` + escape(t.Name) +
-		`",host="` + escape(t.Host) + `",port="` + strconv.Itoa(t.Port) + `",path="` + escape(e.Path) + `"`
-	w := sampleWriter{labels: labels}
-	add := func(f int, v float64, extra ...string) { out[f] = w.sample(out[f], families[f].name, v, extra...) }
+// expo appends text-format samples to a buffer.
+type expo struct {
+	b      []byte
+	counts []uint64 // scratch for histogram buckets
+}
 
-	add(fRuns, float64(e.Runs[1]), "result", "success")
-	add(fRuns, float64(e.Runs[0]), "result", "failure")
-	for k, n := range e.Failures {
-		add(fFailures, float64(n), "stage", string(k.Stage), "reason", string(k.Reason))
-	}
-	for _, stage := range []probe.Stage{probe.StageDNS, probe.StageTCP, probe.StageProxy, probe.StageTLS, probe.StageHTTP, probe.StageInternal} {
-		if h := e.Stages[stage]; h != nil {
-			out[fStage] = w.histogram(out[fStage], families[fStage].name, h, "stage", string(stage))
-		}
-	}
+// sample starts `name{labels`; label adds `,name="value"`; value ends the line.
+func (x *expo) sample(name, labels string) {
+	x.b = append(x.b, name...)
+	x.b = append(x.b, '{')
+	x.b = append(x.b, labels...)
+}
+
+func (x *expo) label(name, value string) {
+	x.b = append(x.b, ',')
+	x.b = append(x.b, name...)
+	x.b = append(x.b, `="`...)
+	x.b = append(x.b, escape(value)...)
+	x.b = append(x.b, '"')
+}
+
+func (x *expo) value(v float64) {
+	x.b = append(x.b, "} "...)
+	x.b = appendFloat(x.b, v)
+	x.b = append(x.b, '\n')
+}
+
+func (x *expo) gauge(name, labels string, v float64) {
+	x.sample(name, labels)
+	x.value(v)
+}
+
+// family appends family f's samples of entry e.
+func (x *expo) family(f int, e *Entry) {
+	name := families[f].name
 	r := e.Last
-	if r == nil {
-		return &out
-	}
-	add(fSuccess, bool01(r.Success()))
-	add(fDuration, r.Duration.Seconds())
-	add(fLastRun, unix(r.Start.Add(r.Duration)))
-	if !e.LastSuccess.IsZero() {
-		add(fLastSuccess, unix(e.LastSuccess))
-	}
-	if r.Err != nil {
-		add(fReason, 1, "stage", string(r.Err.Stage), "reason", string(r.Err.Reason))
-	}
-	if tl := r.TLS; tl != nil {
-		for _, v := range probe.TLSVersions {
-			if ok, swept := tl.Accepted[v]; swept {
-				add(fTLSAccepted, bool01(ok), "version", probe.TLSVersionName(v))
+	switch f {
+	case fRuns:
+		for i, result := range [2]string{"failure", "success"} {
+			x.sample(name, e.labels)
+			x.label("result", result)
+			x.value(float64(e.Runs[i]))
+		}
+	case fFailures:
+		for k, n := range e.Failures {
+			x.sample(name, e.labels)
+			x.label("stage", string(k.Stage))
+			x.label("reason", string(k.Reason))
+			x.value(float64(n))
+		}
+	case fStage:
+		for _, stage := range stageOrder {
+			if h := e.Stages[stage]; h != nil {
+				x.histogram(e.labels, string(stage), h)
 			}
 		}
-		if tl.Version != 0 {
-			add(fTLSNegotiated, 1, "version", probe.TLSVersionName(tl.Version), "cipher", tl.Cipher)
-			add(fTLSIntercepted, bool01(tl.Intercepted))
-			add(fTLSIssuer, 1, "issuer", tl.Issuer)
-			add(fTLSNotAfter, unix(tl.NotAfter))
+	}
+	if r == nil {
+		return
+	}
+	switch f {
+	case fSuccess:
+		x.gauge(name, e.labels, bool01(r.Success()))
+	case fDuration:
+		x.gauge(name, e.labels, r.Duration.Seconds())
+	case fLastRun:
+		x.gauge(name, e.labels, unix(r.Start.Add(r.Duration)))
+	case fLastSuccess:
+		if !e.LastSuccess.IsZero() {
+			x.gauge(name, e.labels, unix(e.LastSuccess))
+		}
+	case fReason:
+		if r.Err != nil {
+			x.sample(name, e.labels)
+			x.label("stage", string(r.Err.Stage))
+			x.label("reason", string(r.Err.Reason))
+			x.value(1)
+		}
+	case fTLSAccepted, fTLSNegotiated, fTLSIntercepted, fTLSIssuer, fTLSNotAfter:
+		x.tls(f, name, e.labels, r.TLS)
+	case fHTTPStatus:
+		if r.HTTP != nil {
+			x.gauge(name, e.labels, float64(r.HTTP.Status))
+		}
+	case fHTTPSkew:
+		if r.HTTP != nil && r.HTTP.HasDate {
+			x.gauge(name, e.labels, r.HTTP.ClockSkew.Seconds())
+		}
+	case fDNSSuccess, fDNSDuration, fDNSAnswers, fDNSRcode:
+		for _, d := range r.DNS {
+			x.dns(f, name, e.dnsLabels, d)
 		}
 	}
-	if h := r.HTTP; h != nil {
-		add(fHTTPStatus, float64(h.Status))
-		if h.HasDate {
-			add(fHTTPSkew, h.ClockSkew.Seconds())
+}
+
+func (x *expo) tls(f int, name, labels string, tl *probe.TLSInfo) {
+	if tl == nil {
+		return
+	}
+	if f == fTLSAccepted {
+		for _, v := range probe.TLSVersions {
+			if ok, swept := tl.Accepted[v]; swept {
+				x.sample(name, labels)
+				x.label("version", probe.TLSVersionName(v))
+				x.value(bool01(ok))
+			}
 		}
+		return
 	}
-	dw := sampleWriter{labels: `vendor="` + escape(t.Vendor) + `",region="` + escape(t.Region) + `",target="` + escape(t.Name) + `",host="` + escape(t.Host) + `"`}
-	for _, d := range r.DNS {
-		extra := []string{"resolver", d.Resolver, "qtype", d.QType}
-		out[fDNSSuccess] = dw.sample(out[fDNSSuccess], families[fDNSSuccess].name, bool01(d.Success), extra...)
-		out[fDNSDuration] = dw.sample(out[fDNSDuration], families[fDNSDuration].name, d.Duration.Seconds(), extra...)
-		out[fDNSAnswers] = dw.sample(out[fDNSAnswers], families[fDNSAnswers].name, float64(len(d.Answers)), extra...)
-		if d.Rcode != "" {
-			out[fDNSRcode] = dw.sample(out[fDNSRcode], families[fDNSRcode].name, 1, append(extra, "rcode", d.Rcode)...)
+	if tl.Version == 0 {
+		return
+	}
+	switch f {
+	case fTLSNegotiated:
+		x.sample(name, labels)
+		x.label("version", probe.TLSVersionName(tl.Version))
+		x.label("cipher", tl.Cipher)
+		x.value(1)
+	case fTLSIntercepted:
+		x.gauge(name, labels, bool01(tl.Intercepted))
+	case fTLSIssuer:
+		x.sample(name, labels)
+		x.label("issuer", tl.Issuer)
+		x.value(1)
+	case fTLSNotAfter:
+		x.gauge(name, labels, unix(tl.NotAfter))
+	}
+}
+
+func (x *expo) dns(f int, name, labels string, d probe.DNSResult) {
+	if f == fDNSRcode && d.Rcode == "" {
+		return
+	}
+	x.sample(name, labels)
+	x.label("resolver", d.Resolver)
+	x.label("qtype", d.QType)
+	switch f {
+	case fDNSSuccess:
+		x.value(bool01(d.Success))
+	case fDNSDuration:
+		x.value(d.Duration.Seconds())
+	case fDNSAnswers:
+		x.value(float64(len(d.Answers)))
+	case fDNSRcode:
+		x.label("rcode", d.Rcode)
+		x.value(1)
+	}
+}
+
+// histogram appends the bucket, sum and count lines of one stage; every
+// bucket line shares the prefix name_bucket{labels,stage="s".
+func (x *expo) histogram(labels, stage string, h *probe.Histogram) {
+	counts, count, sum := h.AppendCumulative(x.counts[:0])
+	x.counts = counts
+	start := len(x.b)
+	x.sample(stageBucket, labels)
+	x.label("stage", stage)
+	prefix := len(x.b) - start
+	for i, n := range counts {
+		if i > 0 {
+			x.b = append(x.b, x.b[start:start+prefix]...)
 		}
+		x.b = append(x.b, leLabels[i]...)
+		x.b = strconv.AppendUint(x.b, n, 10)
+		x.b = append(x.b, '\n')
 	}
-	return &out
+	x.b = append(x.b, x.b[start:start+prefix]...)
+	x.b = append(x.b, `,le="+Inf"} `...)
+	x.b = strconv.AppendUint(x.b, count, 10)
+	x.b = append(x.b, '\n')
+	x.sample(stageSum, labels)
+	x.label("stage", stage)
+	x.value(sum)
+	x.sample(stageCount, labels)
+	x.label("stage", stage)
+	x.value(float64(count))
 }
 
-// sampleWriter appends text-format samples that share a label prefix.
-type sampleWriter struct {
-	labels string // escaped, comma-separated, without braces
-}
+const (
+	stageBucket = "reachd_probe_stage_duration_seconds_bucket"
+	stageSum    = "reachd_probe_stage_duration_seconds_sum"
+	stageCount  = "reachd_probe_stage_duration_seconds_count"
+)
 
-// sample appends `name{labels,extra...} v`; extra alternates names and values.
-func (w sampleWriter) sample(b []byte, name string, v float64, extra ...string) []byte {
-	b = append(b, name...)
-	b = append(b, '{')
-	b = append(b, w.labels...)
-	for i := 0; i+1 < len(extra); i += 2 {
-		b = append(b, ',')
-		b = append(b, extra[i]...)
-		b = append(b, `="`...)
-		b = append(b, escape(extra[i+1])...)
-		b = append(b, '"')
-	}
-	b = append(b, "} "...)
-	b = appendFloat(b, v)
-	return append(b, '\n')
-}
-
-func (w sampleWriter) histogram(b []byte, name string, h *probe.Histogram, extra ...string) []byte {
-	count, sum, buckets := h.Snapshot()
-	// Every bucket line shares one prefix: name_bucket{labels,extra,le="
-	start := len(b)
-	b = w.sample(b, name+"_bucket", 0, extra...)
-	prefix := append([]byte(nil), b[start:len(b)-len("} 0\n")]...)
-	b = b[:start]
-	for i, bound := range StageBuckets {
-		b = append(b, prefix...)
-		b = append(b, leLabels[i]...)
-		b = strconv.AppendUint(b, buckets[bound], 10)
-		b = append(b, '\n')
-	}
-	b = append(b, prefix...)
-	b = append(b, `,le="+Inf"} `...)
-	b = strconv.AppendUint(b, count, 10)
-	b = append(b, '\n')
-	b = w.sample(b, name+"_sum", sum, extra...)
-	return w.sample(b, name+"_count", float64(count), extra...)
-}
+// stageOrder is the order stage histograms are written in.
+var stageOrder = []probe.Stage{probe.StageDNS, probe.StageTCP, probe.StageProxy, probe.StageTLS, probe.StageHTTP}
 
 // leLabels are `,le="<bound>"} ` for each of StageBuckets, built once.
 var leLabels = func() []string {
@@ -235,31 +320,47 @@ func escape(s string) string {
 
 var helpEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
 
-// writeProbeFamilies writes every per-probe family: its HELP and TYPE,
-// then each entry's block. blocks are the entries' rendered samples.
-func writeProbeFamilies(w io.Writer, blocks []*rendered) error {
-	var head []byte
+// chunkSize is how much a scrape renders per hold of the store's lock.
+const chunkSize = 256 << 10
+
+// writeProbeFamilies writes every per-probe family: its HELP and TYPE, then
+// the samples of each entry, rendered in chunks under the read lock.
+func (s *Store) writeProbeFamilies(w io.Writer) error {
+	s.mu.RLock()
+	entries := make([]*Entry, len(s.keys))
+	for i, k := range s.keys {
+		entries[i] = s.entries[k]
+	}
+	s.mu.RUnlock()
+
+	x := &expo{b: make([]byte, 0, chunkSize+16<<10)}
+	flush := func() error {
+		_, err := w.Write(x.b)
+		x.b = x.b[:0]
+		return err
+	}
 	for f, fam := range families {
-		head = append(head[:0], "# HELP "...)
-		head = append(head, fam.name...)
-		head = append(head, ' ')
-		head = append(head, helpEscaper.Replace(fam.help)...)
-		head = append(head, "\n# TYPE "...)
-		head = append(head, fam.name...)
-		head = append(head, ' ')
-		head = append(head, fam.typ...)
-		head = append(head, '\n')
-		if _, err := w.Write(head); err != nil {
-			return err
-		}
-		for _, r := range blocks {
-			if len(r[f]) == 0 {
-				continue
+		x.b = append(x.b, "# HELP "...)
+		x.b = append(x.b, fam.name...)
+		x.b = append(x.b, ' ')
+		x.b = append(x.b, helpEscaper.Replace(fam.help)...)
+		x.b = append(x.b, "\n# TYPE "...)
+		x.b = append(x.b, fam.name...)
+		x.b = append(x.b, ' ')
+		x.b = append(x.b, fam.typ...)
+		x.b = append(x.b, '\n')
+		for i := 0; i < len(entries); {
+			s.mu.RLock()
+			for ; i < len(entries) && len(x.b) < chunkSize; i++ {
+				x.family(f, entries[i])
 			}
-			if _, err := w.Write(r[f]); err != nil {
-				return err
+			s.mu.RUnlock()
+			if len(x.b) >= chunkSize {
+				if err := flush(); err != nil {
+					return err
+				}
 			}
 		}
 	}
-	return nil
+	return flush()
 }

@@ -10,8 +10,8 @@ import (
 var textFormat = expfmt.NewFormat(expfmt.TypeTextPlain)
 
 // metrics serves /metrics in the text format: the registry's families
-// (the daemon's own, Go and process), then the per-probe families from the
-// rendered cache. It does not compress: at thousands of probes gzip would
+// (the daemon's own, Go and process), then the per-probe families written
+// straight from the store. It does not compress: at thousands of probes gzip would
 // cost more CPU than the scrape itself.
 func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
 	mfs, err := s.registry.Gather()
@@ -29,7 +29,7 @@ func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
 			return
 		}
 	}
-	if err := writeProbeFamilies(bw, s.store.renderedSamples()); err != nil {
+	if err := s.store.writeProbeFamilies(bw); err != nil {
 		s.logger.Debug("writing /metrics", "err", err)
 		return
 	}

@@ -42,7 +42,8 @@ type Entry struct {
 	Since       time.Time // when the current state (up or down) began
 	History     []HistoryPoint
 
-	samples *rendered // this entry's part of /metrics; nil until rendered again
+	// labels and dnsLabels are the entry's escaped label sets in /metrics.
+	labels, dnsLabels string
 }
 
 // FailureKey counts failures by stage and reason.
@@ -81,8 +82,10 @@ func Sync[P Probe](s *Store, probes []P) {
 			next[p.Key()] = e
 			continue
 		}
-		next[p.Key()] = &Entry{Key: p.Key(), Version: p.Version(), Target: p.Target(), Path: p.Path(),
+		e := &Entry{Key: p.Key(), Version: p.Version(), Target: p.Target(), Path: p.Path(),
 			Failures: map[FailureKey]uint64{}, Stages: map[probe.Stage]*probe.Histogram{}}
+		e.labels, e.dnsLabels = probeLabelSets(e.Target, e.Path)
+		next[p.Key()] = e
 	}
 	s.entries = next
 	s.keys = s.keys[:0]
@@ -108,7 +111,6 @@ func (s *Store) Record(key string, r probe.Result) Transition {
 		return Transition{}
 	}
 	tr := Transition{Known: true, First: e.Last == nil}
-	e.samples = nil
 	end := r.Start.Add(r.Duration)
 	if tr.First || e.Last.Success() != r.Success() {
 		e.Since = end
@@ -159,20 +161,4 @@ func (s *Store) Len() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return len(s.entries)
-}
-
-// renderedSamples returns every entry's part of /metrics in key order,
-// rendering the entries that changed since the last scrape.
-func (s *Store) renderedSamples() []*rendered {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]*rendered, len(s.keys))
-	for i, k := range s.keys {
-		e := s.entries[k]
-		if e.samples == nil {
-			e.samples = renderSamples(e)
-		}
-		out[i] = e.samples
-	}
-	return out
 }

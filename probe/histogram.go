@@ -46,3 +46,17 @@ func (h *Histogram) Snapshot() (uint64, float64, map[float64]uint64) {
 	}
 	return h.count, h.sum, buckets
 }
+
+// AppendCumulative appends the cumulative bucket counts, in bound order, to
+// dst and returns them with the count and the sum; it allocates nothing
+// when dst has room.
+func (h *Histogram) AppendCumulative(dst []uint64) ([]uint64, uint64, float64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var cum uint64
+	for _, n := range h.counts {
+		cum += n
+		dst = append(dst, cum)
+	}
+	return dst, h.count, h.sum
+}

@@ -145,7 +145,15 @@ func (s *Scheduler) once(ctx context.Context, j Job, planned time.Time) bool {
 	defer s.inflight.Add(-1)
 	rctx, cancel := context.WithTimeout(ctx, j.Timeout)
 	defer cancel()
-	j.Run(rctx)
+	// The run gets a goroutine of its own, so the deep stack a TLS
+	// handshake grows dies with it: the loops, one per probe, keep small
+	// stacks (10,000 loops held 9 KB each when they ran probes themselves).
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		j.Run(rctx)
+	}()
+	<-done
 	return true
 }
 

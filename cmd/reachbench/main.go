@@ -91,6 +91,7 @@ type report struct {
 	WarmupSeconds     float64   `json:"first_runs_done_seconds"`
 	RSSMiB            float64   `json:"rss_mib"`
 	HeapMiB           float64   `json:"heap_inuse_mib"`
+	StackMiB          float64   `json:"stack_inuse_mib"`
 	RSSPer1000MiB     float64   `json:"rss_mib_per_1000_targets"`
 	HeapPer1000MiB    float64   `json:"heap_mib_per_1000_targets"`
 	ScrapeMs          []float64 `json:"scrape_ms"`
@@ -163,7 +164,7 @@ func run(o options) (*report, error) {
 	rep.ReachdCPUMs = ms(b.cpu-a.cpu) / runs
 	rep.Ratio = rep.ReachdCPUMs / rep.FloorCPUMs
 	rep.AchievedPerSecond = runs / b.at.Sub(a.at).Seconds()
-	rep.RSSMiB, rep.HeapMiB = b.rss/(1<<20), b.heap/(1<<20)
+	rep.RSSMiB, rep.HeapMiB, rep.StackMiB = b.rss/(1<<20), b.heap/(1<<20), b.stack/(1<<20)
 	rep.RSSPer1000MiB = rep.RSSMiB * 1000 / float64(o.targets)
 	rep.HeapPer1000MiB = rep.HeapMiB * 1000 / float64(o.targets)
 	window := map[float64]float64{} // the delays of the runs in the window only
@@ -276,7 +277,7 @@ type sample struct {
 	at                      time.Time
 	cpu                     time.Duration
 	rss                     float64
-	heap, allocated         float64
+	heap, stack, allocated  float64
 	runs, skipped, inflight float64
 	delay                   map[float64]float64 // cumulative bucket counts by upper bound
 }
@@ -320,6 +321,8 @@ func (d *daemon) sample() (sample, error) {
 		switch {
 		case name == "go_memstats_heap_inuse_bytes":
 			s.heap = value
+		case name == "go_memstats_stack_inuse_bytes":
+			s.stack = value
 		case name == "go_memstats_alloc_bytes_total":
 			s.allocated = value
 		case name == "reachd_scheduler_delay_seconds_count":
@@ -409,7 +412,7 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "CPU per full probe (dns+tcp+tls+http)\n  floor, back to back:      %.3f ms\n  floor, at the same pace:  %.3f ms\n  reachd:                   %.3f ms  (%.2fx the paced floor)\n", r.HotFloorCPUMs, r.FloorCPUMs, r.ReachdCPUMs, r.Ratio)
 	fmt.Fprintf(w, "probes per second     %.1f achieved / %.1f planned\n", r.AchievedPerSecond, r.PlannedPerSecond)
 	fmt.Fprintf(w, "start to ready        %.3f s (every probe's first run done after %.1f s)\n", r.ReadySeconds, r.WarmupSeconds)
-	fmt.Fprintf(w, "memory                RSS %.1f MiB, heap in use %.1f MiB (per 1,000 targets: RSS %.1f MiB, heap %.1f MiB)\n", r.RSSMiB, r.HeapMiB, r.RSSPer1000MiB, r.HeapPer1000MiB)
+	fmt.Fprintf(w, "memory                RSS %.1f MiB, heap in use %.1f MiB, stacks %.1f MiB (per 1,000 targets: RSS %.1f MiB, heap %.1f MiB)\n", r.RSSMiB, r.HeapMiB, r.StackMiB, r.RSSPer1000MiB, r.HeapPer1000MiB)
 	fmt.Fprintf(w, "/metrics scrape       %.1f MB; times (ms) %v; allocated per scrape (MB) %v\n", r.ScrapeMB, round(r.ScrapeMs), round(r.ScrapeAllocMB))
 	fmt.Fprintf(w, "scheduler delay       p50 %.2f ms, p99 %.2f ms; skipped runs %g; failed runs %g\n", r.DelayP50Ms, r.DelayP99Ms, r.Skipped, r.Failures)
 }
