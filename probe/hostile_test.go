@@ -234,7 +234,26 @@ func TestHostileTLSAndHTTP(t *testing.T) {
 		}
 	})
 
+	// Accepts and never speaks.
+	tarpit := rawServer(t, func(c net.Conn) {
+		defer c.Close()
+		hold(c)
+	})
+
+	// Headers without end after a completed handshake.
+	endless := tlsRaw(t, l, nil, func(tc *tls.Conn) {
+		tc.Write([]byte("HTTP/1.1 200 OK\r\n"))
+		line := []byte("X-Filler: " + strings.Repeat("x", 1000) + "\r\n")
+		for {
+			if _, err := tc.Write(line); err != nil {
+				return
+			}
+		}
+	})
+
 	for _, c := range []hostileCase{
+		{"tarpit", target("raw.reachd.test", tarpit, bounded), nil, nil, StageTLS, TLSTimeout, "handshake stalled"},
+		{"endless headers", target("raw.reachd.test", endless, bounded), nil, nil, StageHTTP, HTTPError, "EOF"},
 		{"slow-drip ServerHello", target("raw.reachd.test", drip, bounded), nil, nil, StageTLS, TLSTimeout, "handshake stalled"},
 		{"handshake, then no HTTP answer", target("raw.reachd.test", mute, bounded), nil, nil, StageHTTP, HTTPTimeout, "timeout"},
 		{"huge body, no body check", target("raw.reachd.test", big, bounded), nil, nil, "", "", ""},
@@ -389,6 +408,11 @@ func TestHostileProxy(t *testing.T) {
 			}
 		}
 	})
+	garbage := rawServer(t, func(c net.Conn) {
+		defer c.Close()
+		c.Write([]byte("SSH-2.0-OpenSSH_9.2\r\n\x00\xff\xfe garbage"))
+		hold(c)
+	})
 	proxy := func(port int) *url.URL {
 		return &url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
 	}
@@ -396,6 +420,7 @@ func TestHostileProxy(t *testing.T) {
 	for _, c := range []hostileCase{
 		{"endless headers after CONNECT", tg, nil, proxy(endless), StageProxy, ProxyError, "reading the answer to CONNECT"},
 		{"slow-drip answer to CONNECT", tg, nil, proxy(drip), StageProxy, ProxyTimeout, "timeout"},
+		{"garbage instead of an answer", tg, nil, proxy(garbage), StageProxy, ProxyError, "malformed HTTP"},
 		{"a gigabyte of body after 407", tg, nil, proxy(hugeBody), StageProxy, ProxyAuthRequired, "demands credentials"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
