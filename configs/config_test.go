@@ -51,6 +51,7 @@ func TestLoadErrors(t *testing.T) {
 		{"timeout over interval", "[defaults]\ninterval = \"5s\"\ntimeout = \"10s\"\n", []string{`:3: defaults.timeout: 10s is longer than the interval 5s`}},
 		{"bad resolver", "[[resolver]]\nname = \"corp\"\nservers = [\"\"]\nprotocol = \"quic\"\n", []string{`:3: resolver.servers: "" is not a host:port`, `:4: resolver.protocol: "quic" must be udp or tcp`}},
 		{"syntax", "site = \n", []string{`:1: `}},
+		{"key in another case", "SITE = \"x\"\n[[target]]\nname = \"a\"\nhost = \"a.reachd.test\"\nPort = 1\n", []string{`:1: unknown key "SITE" (keys are lowercase)`, `:5: unknown key "target.Port" (keys are lowercase)`}},
 		{"unparsable environment proxy", "[[path]]\nname = \"env\"\nproxy = \"environment\"\n", []string{`:3: path.proxy: environment: HTTPS_PROXY is not a proxy URL`}},
 		{"all at once", "[defaults]\ninterval = \"x\"\n[[target]]\nname = \"A\"\nhost = \"a.reachd.test\"\n", []string{`:2: defaults.interval`, `:4: target "A": name: "A" must be`}},
 	}

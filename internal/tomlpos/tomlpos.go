@@ -37,12 +37,17 @@ func New(data []byte) *Index {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	inMultiline := ""
+	open := 0 // brackets a multi-line array or inline table leaves open
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if inMultiline != "" {
 			if strings.Count(line, inMultiline)%2 == 1 {
 				inMultiline = ""
 			}
+			continue
+		}
+		if open > 0 { // inside a value: "[1, 2]," is no header
+			open += depth(line)
 			continue
 		}
 		switch {
@@ -62,7 +67,7 @@ func New(data []byte) *Index {
 			ix.set(table, plain, n)
 			continue
 		}
-		eq := strings.IndexByte(line, '=')
+		eq := keyEnd(line)
 		if eq <= 0 {
 			continue
 		}
@@ -72,9 +77,57 @@ func New(data []byte) *Index {
 			inMultiline = `"""`
 		} else if strings.Count(rest, `'''`)%2 == 1 {
 			inMultiline = `'''`
+		} else {
+			open = max(depth(rest), 0)
 		}
 	}
 	return ix
+}
+
+// keyEnd is the index of the first '=' outside a quoted key, or -1.
+func keyEnd(line string) int {
+	var quote byte
+	for i := 0; i < len(line); i++ {
+		switch c := line[i]; {
+		case quote != 0:
+			if c == '\\' && quote == '"' {
+				i++
+			} else if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			quote = c
+		case c == '=':
+			return i
+		}
+	}
+	return -1
+}
+
+// depth counts the [ and { a value opens minus the ] and } it closes,
+// outside strings and before a comment.
+func depth(s string) int {
+	d := 0
+	var quote byte
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case quote != 0:
+			if c == '\\' && quote == '"' {
+				i++
+			} else if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			quote = c
+		case c == '#':
+			return d
+		case c == '[' || c == '{':
+			d++
+		case c == ']' || c == '}':
+			d--
+		}
+	}
+	return d
 }
 
 func (ix *Index) set(path, plain string, line int) {
@@ -170,6 +223,13 @@ func Decode(name string, data []byte, v any) (*Index, error) {
 	var errs []error
 	for _, k := range md.Undecoded() {
 		errs = append(errs, fmt.Errorf("%s:%d: unknown key %q", name, ix.FirstLine(k.String()), k.String()))
+	}
+	// BurntSushi/toml matches keys to fields case-insensitively; every key
+	// of reachd's schemas is lowercase, so "SITE" is as unknown as "colour".
+	for _, k := range md.Keys() {
+		if last := k[len(k)-1]; last != strings.ToLower(last) {
+			errs = append(errs, fmt.Errorf("%s:%d: unknown key %q (keys are lowercase)", name, ix.FirstLine(k.String()), k.String()))
+		}
 	}
 	return ix, errors.Join(errs...)
 }

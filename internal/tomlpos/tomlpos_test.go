@@ -149,10 +149,9 @@ func TestLongLine(t *testing.T) {
 	}
 }
 
-// TestKnownGaps are lines New places wrong; each costs an error message
-// its line number, never a load. The fix is described in issue 9's note.
-func TestKnownGaps(t *testing.T) {
-	t.Skip("known gaps of tomlpos.New, fix proposed in issue 9: multi-line arrays of arrays and quoted keys holding '='")
+// TestArraysOfArraysAndQuotedKeys: a multi-line array of arrays holds no
+// headers, and a quoted key may hold '='.
+func TestArraysOfArraysAndQuotedKeys(t *testing.T) {
 	ix := New([]byte("[[target]]\nextra = [\n  [1, 2],\n]\nname = \"a\"\n\"a=b\" = 1\n"))
 	if n := ix.Line("target.0.name"); n != 5 {
 		t.Errorf("a key after a multi-line array of arrays: line %d, want 5", n)
