@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"container/heap"
 	"context"
 	"hash/fnv"
 	"sync"
@@ -24,15 +25,20 @@ type Job struct {
 // DelayBuckets are the bounds of the scheduler delay histogram, in seconds.
 var DelayBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
 
-// Scheduler runs one loop per job at a deterministic, hash-spread phase
-// of its interval, with at most a fixed number of runs in flight.
+// Scheduler runs every job at a deterministic, hash-spread phase of its
+// interval, with at most a fixed number of runs in flight. One dispatcher
+// goroutine keeps the jobs in a heap by their next planned time; a job's
+// run gets a goroutine of its own only while it waits for a slot and runs,
+// so 10,000 idle probes cost no stacks and no timers.
 type Scheduler struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	wake   chan struct{} // the heap's head changed
 
 	mu    sync.Mutex
-	loops map[string]*loop
+	jobs  map[string]*jobState
+	queue jobQueue
 	sem   chan struct{}
 
 	inflight atomic.Int64
@@ -40,21 +46,29 @@ type Scheduler struct {
 	delay    *Histogram
 }
 
-type loop struct {
-	job    Job
-	cancel context.CancelFunc
+// jobState is one job's place in the schedule.
+type jobState struct {
+	job     Job
+	phase   time.Duration
+	planned time.Time // the next run's slot
+	ctx     context.Context
+	cancel  context.CancelFunc // ends the job: removed, changed or stopped
+	index   int                // in the queue; -1 while it runs or after removal
 }
 
 // NewScheduler returns a scheduler with no jobs; Update gives it some and
 // Stop ends it.
 func NewScheduler(concurrency int) *Scheduler {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Scheduler{ctx: ctx, cancel: cancel, loops: map[string]*loop{}, sem: make(chan struct{}, concurrency), delay: NewHistogram(DelayBuckets)}
+	s := &Scheduler{ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1), jobs: map[string]*jobState{},
+		sem: make(chan struct{}, concurrency), delay: NewHistogram(DelayBuckets)}
+	s.wg.Go(s.dispatch)
+	return s
 }
 
-// Update makes jobs the running set: loops of jobs that are gone or whose
-// version changed are stopped, new and changed jobs start, unchanged jobs
-// keep running on their phase.
+// Update makes jobs the running set: jobs that are gone or whose version
+// changed are stopped (a run in flight is cancelled), new and changed jobs
+// first run within FirstRunWithin, unchanged jobs keep their phase.
 func (s *Scheduler) Update(jobs []Job, concurrency int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -65,24 +79,43 @@ func (s *Scheduler) Update(jobs []Job, concurrency int) {
 	for _, j := range jobs {
 		want[j.Key] = j
 	}
-	for key, l := range s.loops {
-		if j, ok := want[key]; !ok || j.Version != l.job.Version {
-			l.cancel()
-			delete(s.loops, key)
+	for key, js := range s.jobs {
+		if j, ok := want[key]; !ok || j.Version != js.job.Version {
+			s.remove(js)
+			delete(s.jobs, key)
 		}
 	}
 	now := time.Now()
 	for _, j := range jobs {
-		if _, ok := s.loops[j.Key]; ok {
+		if _, ok := s.jobs[j.Key]; ok {
 			continue
 		}
+		h := hash(j.Key)
 		ctx, cancel := context.WithCancel(s.ctx)
-		s.loops[j.Key] = &loop{job: j, cancel: cancel}
-		s.wg.Go(func() { s.run(ctx, j, now) })
+		js := &jobState{job: j, phase: time.Duration(h % uint64(j.Interval)), ctx: ctx, cancel: cancel, index: -1,
+			planned: now.Add(time.Duration(h % uint64(min(j.Interval, FirstRunWithin))))}
+		s.jobs[j.Key] = js
+		heap.Push(&s.queue, js)
+	}
+	s.poke()
+}
+
+// remove takes a job out of the schedule; s.mu is held.
+func (s *Scheduler) remove(js *jobState) {
+	js.cancel()
+	if js.index >= 0 {
+		heap.Remove(&s.queue, js.index)
 	}
 }
 
-// Stop cancels every loop, and the runs in flight, and waits for them.
+func (s *Scheduler) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Stop cancels every job, and the runs in flight, and waits for them.
 func (s *Scheduler) Stop() {
 	s.cancel()
 	s.wg.Wait()
@@ -100,61 +133,100 @@ func (s *Scheduler) Stats() SchedulerStats {
 	return SchedulerStats{Inflight: s.inflight.Load(), Skipped: s.skipped.Load(), Delay: s.delay}
 }
 
-// run is a job's loop: the first run within FirstRunWithin of added, then
-// every interval on the job's phase. A run that overruns its next slots
-// skips and counts them.
-func (s *Scheduler) run(ctx context.Context, j Job, added time.Time) {
-	h := hash(j.Key)
-	phase := time.Duration(h % uint64(j.Interval))
-	planned := added.Add(time.Duration(h % uint64(min(j.Interval, FirstRunWithin))))
-	timer := time.NewTimer(time.Until(planned))
+// dispatch starts every job whose slot has come, then sleeps until the
+// next slot or until Update or a finished run changes the queue.
+func (s *Scheduler) dispatch() {
+	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		s.mu.Lock()
+		now := time.Now()
+		for len(s.queue) > 0 && !s.queue[0].planned.After(now) {
+			js := heap.Pop(&s.queue).(*jobState)
+			s.wg.Go(func() { s.runOnce(js) })
+		}
+		wait := time.Hour
+		if len(s.queue) > 0 {
+			wait = s.queue[0].planned.Sub(now)
+		}
+		s.mu.Unlock()
+		timer.Reset(wait)
 		select {
-		case <-ctx.Done():
+		case <-s.ctx.Done():
 			return
+		case <-s.wake:
 		case <-timer.C:
 		}
-		if !s.once(ctx, j, planned) {
-			return
-		}
-		next := nextSlot(planned, phase, j.Interval)
-		if now := time.Now(); !next.After(now) {
-			missed := nextSlot(now, phase, j.Interval)
-			s.skipped.Add(uint64((missed.Sub(next)) / j.Interval))
-			next = missed
-		}
-		planned = next
-		timer.Reset(time.Until(planned))
 	}
 }
 
-// once waits for a slot under the concurrency limit and runs the job.
-func (s *Scheduler) once(ctx context.Context, j Job, planned time.Time) bool {
+// runOnce waits for a slot under the concurrency limit, runs the job, and
+// queues its next slot on its phase. A run that overran its next slots
+// skips and counts them.
+func (s *Scheduler) runOnce(js *jobState) {
+	if !s.run(js) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if js.ctx.Err() != nil { // removed or changed meanwhile
+		return
+	}
+	next := nextSlot(js.planned, js.phase, js.job.Interval)
+	if now := time.Now(); !next.After(now) {
+		missed := nextSlot(now, js.phase, js.job.Interval)
+		s.skipped.Add(uint64(missed.Sub(next) / js.job.Interval))
+		next = missed
+	}
+	js.planned = next
+	heap.Push(&s.queue, js)
+	if js.index == 0 {
+		s.poke()
+	}
+}
+
+// run waits for a slot and runs the job once; false when the job ended
+// while it waited.
+func (s *Scheduler) run(js *jobState) bool {
 	s.mu.Lock()
 	sem := s.sem
 	s.mu.Unlock()
 	select {
-	case <-ctx.Done():
+	case <-js.ctx.Done():
 		return false
 	case sem <- struct{}{}:
 	}
 	defer func() { <-sem }()
-	s.delay.Observe(time.Since(planned).Seconds())
+	s.delay.Observe(time.Since(js.planned).Seconds())
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
-	rctx, cancel := context.WithTimeout(ctx, j.Timeout)
+	rctx, cancel := context.WithTimeout(js.ctx, js.job.Timeout)
 	defer cancel()
-	// The run gets a goroutine of its own, so the deep stack a TLS
-	// handshake grows dies with it: the loops, one per probe, keep small
-	// stacks (10,000 loops held 9 KB each when they ran probes themselves).
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		j.Run(rctx)
-	}()
-	<-done
+	js.job.Run(rctx)
 	return true
+}
+
+// jobQueue is a min-heap of jobs by planned time (container/heap).
+type jobQueue []*jobState
+
+func (q jobQueue) Len() int           { return len(q) }
+func (q jobQueue) Less(i, j int) bool { return q[i].planned.Before(q[j].planned) }
+func (q jobQueue) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].index, q[j].index = i, j
+}
+func (q *jobQueue) Push(x any) {
+	js := x.(*jobState)
+	js.index = len(*q)
+	*q = append(*q, js)
+}
+func (q *jobQueue) Pop() any {
+	old := *q
+	js := old[len(old)-1]
+	old[len(old)-1] = nil
+	js.index = -1
+	*q = old[:len(old)-1]
+	return js
 }
 
 // nextSlot is the first time after t that lies on the job's phase:

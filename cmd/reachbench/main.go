@@ -11,6 +11,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -352,33 +353,30 @@ func splitSample(line string) (string, float64, bool) {
 	return line[:i], v, err == nil
 }
 
-// scrape times one whole GET /metrics and counts failing probes in it.
+// scrape times one whole GET /metrics read as Prometheus reads it (into
+// memory, no parsing), then counts the failed runs it reports.
 func (d *daemon) scrape() (time.Duration, int64, float64, error) {
 	start := time.Now()
 	resp, err := http.Get(d.base + "/metrics")
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	defer resp.Body.Close()
+	var body bytes.Buffer
+	_, err = body.ReadFrom(resp.Body)
+	resp.Body.Close()
+	took := time.Since(start)
+	if err != nil {
+		return 0, 0, 0, err
+	}
 	var failures float64
-	var size int64
-	br := bufio.NewReaderSize(resp.Body, 1<<20)
-	for {
-		line, err := br.ReadSlice('\n')
-		size += int64(len(line))
-		if len(line) > 0 && strings.HasPrefix(string(line), `reachd_probe_runs_total{`) && strings.Contains(string(line), `result="failure"`) {
-			if _, v, ok := splitSample(strings.TrimSpace(string(line))); ok {
+	for _, line := range bytes.Split(body.Bytes(), []byte("\n")) {
+		if bytes.HasPrefix(line, []byte("reachd_probe_runs_total{")) && bytes.Contains(line, []byte(`result="failure"`)) {
+			if _, v, ok := splitSample(string(line)); ok {
 				failures += v
 			}
 		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-			return 0, 0, 0, err
-		}
 	}
-	return time.Since(start), size, failures, nil
+	return took, int64(body.Len()), failures, nil
 }
 
 // quantile interpolates q from cumulative histogram buckets.
