@@ -176,6 +176,7 @@ func run(o options) (*report, error) {
 	rep.DelayP99Ms = 1000 * quantile(window, 0.99)
 	rep.Skipped = b.skipped - a.skipped
 
+	d.scrape() // the first scrape sizes the buffer; the timed ones reuse it
 	for range o.scrapes {
 		before, _ := d.sample()
 		took, size, failures, err := d.scrape()
@@ -222,6 +223,7 @@ func startServers(dir string) (serverInfo, func(), error) {
 
 // daemon is the reachd under measurement.
 type daemon struct {
+	body    bytes.Buffer // scrapes read into it, as Prometheus reuses its buffers
 	cmd     *exec.Cmd
 	base    string
 	started time.Time
@@ -353,15 +355,17 @@ func splitSample(line string) (string, float64, bool) {
 	return line[:i], v, err == nil
 }
 
-// scrape times one whole GET /metrics read as Prometheus reads it (into
-// memory, no parsing), then counts the failed runs it reports.
+// scrape times one whole GET /metrics read as Prometheus reads it (into a
+// buffer kept from scrape to scrape, no parsing), then counts the failed
+// runs it reports.
 func (d *daemon) scrape() (time.Duration, int64, float64, error) {
+	body := &d.body
+	body.Reset()
 	start := time.Now()
 	resp, err := http.Get(d.base + "/metrics")
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	var body bytes.Buffer
 	_, err = body.ReadFrom(resp.Body)
 	resp.Body.Close()
 	took := time.Since(start)
