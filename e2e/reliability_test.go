@@ -17,8 +17,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -27,46 +25,6 @@ import (
 
 	"github.com/reachd/reachd/probe/probetest"
 )
-
-// reliabTarpit accepts connections and never says a word; it counts them.
-// Everything closes at cleanup.
-func reliabTarpit(t *testing.T) (port int, accepted *atomic.Int64) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	accepted = new(atomic.Int64)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Go(func() {
-				defer c.Close()
-				io.Copy(io.Discard, c)
-			})
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().(*net.TCPAddr).Port, accepted
-}
 
 // reliabConfig is a loopback config: n targets on port, IP literals, with
 // the given timeout (the interval is twice that, at least a minute).
@@ -83,7 +41,8 @@ func reliabConfig(port, n int, timeout time.Duration) string {
 var inflightRE = regexp.MustCompile(`(?m)^reachd_scheduler_inflight (\S+)$`)
 
 func TestReliabilitySIGTERMCancelsInflightProbes(t *testing.T) {
-	port, accepted := reliabTarpit(t)
+	tarpit := probetest.NewTarpit(t)
+	port := tarpit.Port
 	const timeout = 30 * time.Second
 	file := writeFile(t, t.TempDir(), "reachd.toml", reliabConfig(port, 4, timeout))
 	d := startDaemon(t, "--config.file", file)
@@ -92,9 +51,9 @@ func TestReliabilitySIGTERMCancelsInflightProbes(t *testing.T) {
 	// for up to 30 s.
 	deadline := time.Now().Add(15 * time.Second)
 	inflight := 0.0
-	for accepted.Load() < 4 || inflight < 1 {
+	for tarpit.Accepted() < 4 || inflight < 1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("no probes in flight after 15s: %d connections to the tarpit, inflight %v", accepted.Load(), inflight)
+			t.Fatalf("no probes in flight after 15s: %d connections to the tarpit, inflight %v", tarpit.Accepted(), inflight)
 		}
 		time.Sleep(100 * time.Millisecond)
 		if _, body, err := d.get("/metrics"); err == nil {
@@ -153,7 +112,7 @@ func startWebConfigDaemon(t *testing.T, lifecycle bool) *reliabWeb {
 	}
 	webConfig := writeFile(t, dir, "web.yml", fmt.Sprintf("tls_server_config:\n  cert_file: %s\n  key_file: %s\nbasic_auth_users:\n  %s: %s\n",
 		certFile, keyFile, w.user, hash))
-	port, _ := reliabTarpit(t)
+	port := probetest.NewTarpit(t).Port
 	config := writeFile(t, dir, "reachd.toml", reliabConfig(port, 1, 2*time.Second)+"checks = [\"tcp\"]\n")
 
 	listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
@@ -281,7 +240,7 @@ func TestWebConfigTLSAndBasicAuth(t *testing.T) {
 }
 
 func TestReliabilityHTTPLimits(t *testing.T) {
-	port, _ := reliabTarpit(t)
+	port := probetest.NewTarpit(t).Port
 	file := writeFile(t, t.TempDir(), "reachd.toml", reliabConfig(port, 1, 2*time.Second))
 	d := startDaemon(t, "--config.file", file)
 	addr := strings.TrimPrefix(d.base, "http://")

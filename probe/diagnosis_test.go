@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,56 +19,16 @@ import (
 	"github.com/reachd/reachd/targets"
 )
 
-// rawServer accepts on loopback and hands each connection to handle; it
-// closes everything and waits for its goroutines at cleanup.
+// rawServer serves each loopback connection with handle, and returns its port.
 func rawServer(t *testing.T, handle func(net.Conn)) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Go(func() { handle(c) })
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().(*net.TCPAddr).Port
+	return probetest.NewRawServer(t, handle).Port
 }
 
-// reset aborts the connection with an RST.
-func reset(c net.Conn) {
-	c.(*net.TCPConn).SetLinger(0)
-	c.Close()
-}
-
-// hold keeps the connection open, silent, until the peer or cleanup closes it.
-func hold(c net.Conn) {
-	var b [1024]byte
-	for {
-		if _, err := c.Read(b[:]); err != nil {
-			return
-		}
-	}
-}
+var (
+	reset = probetest.Reset
+	hold  = probetest.Hold
+)
 
 func TestDiagnosisReasons(t *testing.T) {
 	l := newLab(t)

@@ -320,33 +320,11 @@ func TestHostileDNS(t *testing.T) {
 	tcTarpitPort := mustPort(t, tcTarpit)
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", tcTarpitPort))
 	if err != nil {
-		t.Skipf("cannot listen on tcp %s beside the udp server: %v", tcTarpit, err)
+		// Another process took the TCP port beside the UDP server: a
+		// collision on a shared machine, not a failure of reachd.
+		t.Fatalf("cannot listen on tcp %s beside the udp server: %v", tcTarpit, err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var held []net.Conn
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c)
-			mu.Unlock()
-			wg.Go(func() { defer c.Close(); hold(c) })
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range held {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
+	probetest.ServeRaw(t, ln, hold)
 
 	resolver := func(addr string) func(*configs.Config) {
 		return func(c *configs.Config) { c.Resolvers[0].Servers = []string{addr} }

@@ -90,48 +90,6 @@ func label(labels, name string) string {
 	return ""
 }
 
-// tarpit accepts connections and holds them, silent, until cleanup.
-func tarpit(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Go(func() {
-				defer c.Close()
-				var b [512]byte
-				for {
-					if _, err := c.Read(b[:]); err != nil {
-						return
-					}
-				}
-			})
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 func closedTCPPort(t *testing.T) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -185,7 +143,7 @@ var invalid = []struct{ name, extra, want string }{
 }
 
 func TestReloadStorm(t *testing.T) {
-	open, closed := tarpit(t), closedTCPPort(t)
+	open, closed := probetest.NewTarpit(t).Port, closedTCPPort(t)
 	ignore := goleak.IgnoreCurrent() // the tarpit's goroutines end at cleanup
 	dir := t.TempDir()
 	file := writeFile(t, dir, "reachd.toml", stormConfig(open, closed, 0))
