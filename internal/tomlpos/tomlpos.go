@@ -86,28 +86,38 @@ func New(data []byte) *Index {
 
 // keyEnd is the index of the first '=' outside a quoted key, or -1.
 func keyEnd(line string) int {
-	var quote byte
-	for i := 0; i < len(line); i++ {
-		switch c := line[i]; {
-		case quote != 0:
-			if c == '\\' && quote == '"' {
-				i++
-			} else if c == quote {
-				quote = 0
-			}
-		case c == '"' || c == '\'':
-			quote = c
-		case c == '=':
-			return i
+	end := -1
+	unquoted(line, func(i int, c byte) bool {
+		if c == '=' {
+			end = i
+			return false
 		}
-	}
-	return -1
+		return true
+	})
+	return end
 }
 
 // depth counts the [ and { a value opens minus the ] and } it closes,
 // outside strings and before a comment.
 func depth(s string) int {
 	d := 0
+	unquoted(s, func(_ int, c byte) bool {
+		switch c {
+		case '#':
+			return false
+		case '[', '{':
+			d++
+		case ']', '}':
+			d--
+		}
+		return true
+	})
+	return d
+}
+
+// unquoted calls f with each byte of s that is outside a '...' or "..."
+// string (with \-escapes in "..."), until f returns false.
+func unquoted(s string, f func(i int, c byte) bool) {
 	var quote byte
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
@@ -119,15 +129,10 @@ func depth(s string) int {
 			}
 		case c == '"' || c == '\'':
 			quote = c
-		case c == '#':
-			return d
-		case c == '[' || c == '{':
-			d++
-		case c == ']' || c == '}':
-			d--
+		case !f(i, c):
+			return
 		}
 	}
-	return d
 }
 
 func (ix *Index) set(path, plain string, line int) {
