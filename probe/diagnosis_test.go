@@ -289,3 +289,10 @@ func TestEndlessHeadersAreCutOff(t *testing.T) {
 	r := l.probe(target("raw.reachd.test", endless), configs.Path{Name: "direct"}, l.config())
 	assertOutcome(t, r, StageHTTP, HTTPError, "EOF")
 }
+
+func TestDialWithoutAddressesFails(t *testing.T) {
+	conn, err := dialAddrs(t.Context(), nil, 443)
+	if conn != nil || err == nil || err.Reason != TCPError {
+		t.Fatalf("dialAddrs(no addresses) = %v, %v; want a tcp_error", conn, err)
+	}
+}

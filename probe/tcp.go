@@ -27,7 +27,7 @@ func dialAddrs(ctx context.Context, addrs []netip.Addr, port int) (net.Conn, *Er
 		}
 		return 1
 	})
-	var last *Error
+	last := fail(TCPError, errors.New("no address to connect to")) // never nil, nil
 	for i, ip := range ordered {
 		actx, cancel := shareOf(ctx, len(ordered)-i)
 		conn, err := dialer.DialContext(actx, "tcp", netip.AddrPortFrom(ip, uint16(port)).String())
@@ -68,10 +68,6 @@ func isTimeout(err error) bool {
 // isReset reports a connection torn down by the peer or a middlebox.
 func isReset(err error) bool {
 	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
-}
-
-func noAddr(host string) *Error {
-	return fail(TCPError, fmt.Errorf("no address to connect to for %s", host))
 }
 
 // SettleTime is how long a probe whose deepest check is tcp watches a new
