@@ -74,7 +74,7 @@ type Prober struct {
 	// dnsChecks asks every resolver about the host on each run; one
 	// prober per target does it (DNS results carry no path).
 	dnsChecks bool
-	hostIsIP  bool
+	hostIP    netip.Addr // valid when the host is an IP literal: no dns stage
 
 	mu        sync.Mutex
 	lastSweep time.Time
@@ -84,8 +84,7 @@ type Prober struct {
 // New builds the prober of target t over path p.
 func New(t targets.Target, p configs.Path, env *Env) *Prober {
 	pr := &Prober{target: t, path: p.Name, env: env, resolver: env.resolvers[0], key: t.ID() + "/" + p.Name}
-	_, err := netip.ParseAddr(t.Host)
-	pr.hostIsIP = err == nil
+	pr.hostIP, _ = netip.ParseAddr(t.Host)
 	trusted := env.trusted
 	if len(p.CACerts) > 0 {
 		trusted = trusted.Clone()
@@ -173,7 +172,7 @@ func (p *Prober) Probe(ctx context.Context) Result {
 	r := Result{Target: &p.target, Path: p.path, Start: time.Now()}
 	// The dns stage asks the first resolver; the per-resolver checks reuse
 	// its answers and ask the others meanwhile.
-	stageAsks := p.proxy == nil && !p.hostIsIP
+	stageAsks := p.proxy == nil && !p.hostIP.IsValid()
 	var others []DNSResult
 	var wg sync.WaitGroup
 	if p.dnsChecks {
@@ -249,8 +248,8 @@ func (p *Prober) connect(ctx context.Context, r *Result, stage *[2]answer) (net.
 		return conn, p.proxy.dial
 	}
 	var addrs []netip.Addr
-	if p.hostIsIP {
-		addrs = []netip.Addr{netip.MustParseAddr(t.Host)}
+	if p.hostIP.IsValid() {
+		addrs = []netip.Addr{p.hostIP}
 	} else if !r.run(StageDNS, func() (err *Error) {
 		addrs, err, *stage = p.resolver.lookup(ctx, t.Host)
 		if err == nil && outside(addrs, t.ExpectCIDRs) {
@@ -326,7 +325,7 @@ func Build(cfg *configs.Config, userAgent string) []*Prober {
 	for _, t := range cfg.Targets {
 		for i, name := range t.Paths {
 			p := New(t, paths[name], env)
-			p.dnsChecks = i == 0 && t.Has(targets.CheckDNS) && !p.hostIsIP
+			p.dnsChecks = i == 0 && t.Has(targets.CheckDNS) && !p.hostIP.IsValid()
 			out = append(out, p)
 		}
 	}
