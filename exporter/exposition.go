@@ -27,24 +27,10 @@ type family struct {
 	name, help, typ string
 }
 
-func newFamily(d *prometheus.Desc, name, typ string) family {
-	return family{name: name, typ: typ, help: descHelp(d)}
-}
-
-// descHelp reads the help text back from a descriptor, so it is written once.
-func descHelp(d *prometheus.Desc) string {
-	s := d.String()
-	const key = `help: "`
-	i := strings.Index(s, key)
-	if i < 0 {
-		return ""
-	}
-	s = s[i+len(key):]
-	help, err := strconv.Unquote(`"` + s[:strings.Index(s, `", `)] + `"`)
-	if err != nil {
-		return ""
-	}
-	return help
+// newFamily takes the family's descriptor so that package initialisation
+// creates it (and records its help) first.
+func newFamily(_ *prometheus.Desc, name, typ string) family {
+	return family{name: name, typ: typ, help: helps[name]}
 }
 
 // Indexes into families, one per per-probe metric.

@@ -12,11 +12,17 @@ const namespace = "reachd"
 
 var probeLabels = []string{"vendor", "region", "target", "host", "port", "path"}
 
+// helps keeps each metric's help text by name, for the families that
+// /metrics writes itself (exposition.go).
+var helps = map[string]string{}
+
 func desc(name, help string, extra ...string) *prometheus.Desc {
+	helps[prometheus.BuildFQName(namespace, "", name)] = help
 	return prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, append(append([]string{}, probeLabels...), extra...), nil)
 }
 
 func plainDesc(name, help string, labels ...string) *prometheus.Desc {
+	helps[prometheus.BuildFQName(namespace, "", name)] = help
 	return prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, labels, nil)
 }
 
