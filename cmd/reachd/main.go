@@ -27,14 +27,30 @@ func main() {
 	os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// Main runs reachd with args and returns the exit code.
-func Main(args []string, stdout, stderr io.Writer) int {
+// terminated is what kingpin's terminate function panics with after it
+// printed help or the version, so that Main returns instead of running the
+// command that the help was asked about.
+type terminated struct{ code int }
+
+// Main runs reachd with args and returns the exit code. --help, -h,
+// --help-long, --help-man and --version print and return without running
+// anything: kingpin's actions for them call terminate, which unwinds here.
+func Main(args []string, stdout, stderr io.Writer) (code int) {
+	defer func() {
+		if r := recover(); r != nil {
+			t, ok := r.(terminated)
+			if !ok {
+				panic(r)
+			}
+			code = t.code
+		}
+	}()
 	app := kingpin.New("reachd", "Tests whether this site reaches the cloud endpoints of its security and endpoint-management agents, and exports the results to Prometheus.")
 	app.Version(version.Print("reachd"))
 	app.HelpFlag.Short('h')
 	app.UsageWriter(stdout)
 	app.ErrorWriter(stderr)
-	app.Terminate(nil)
+	app.Terminate(func(code int) { panic(terminated{code}) })
 	logCfg := &promslog.Config{Writer: stderr}
 	promslogflag.AddFlags(app, logCfg)
 
@@ -77,9 +93,6 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "reachd: %v (see reachd --help)\n", err)
 		return exitConfig
-	}
-	if cmd == "" { // --help or --version
-		return exitOK
 	}
 	logger := promslog.New(logCfg)
 	switch cmd {
