@@ -166,9 +166,19 @@ type interopCase struct {
 	note string
 }
 
+// id is the case's target name: [a-z0-9-], from server and config.
 func (c *interopCase) id() string {
-	id := strings.NewReplacer("/", "-", "+", "-", ".", "", " ", "-", "_", "-").Replace(c.server + "-" + c.config)
-	return strings.ToLower(id)
+	var b strings.Builder
+	for _, r := range strings.ToLower(c.server + "-" + c.config) {
+		switch {
+		case r == '.':
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case !strings.HasSuffix(b.String(), "-"):
+			b.WriteByte('-')
+		}
+	}
+	return strings.TrimSuffix(b.String(), "-")
 }
 
 // interopResult is the part of `reachd check --format json` the suite
@@ -336,8 +346,8 @@ func interopScan(t *testing.T, cases []*interopCase) map[string]string {
 func interopAssert(t *testing.T, title string, cases []*interopCase, got map[string]*interopResult, scans map[string]string) {
 	t.Helper()
 	var table strings.Builder
-	fmt.Fprintf(&table, "%s\n%-14s %-22s %-8s %-8s %-40s %s\n", title, "server", "config", "sslscan", "reachd", "reachd verdict", "")
-	fmt.Fprintf(&table, "%-14s %-22s %-8s %-8s %-40s %s\n", "", "", "0123", "0123", "", "(versions 1.0 1.1 1.2 1.3: y accepted, n not, ? unknown)")
+	fmt.Fprintf(&table, "%s\n%-14s %-34s %-8s %-8s %-40s %s\n", title, "server", "config", "sslscan", "reachd", "reachd verdict", "")
+	fmt.Fprintf(&table, "%-14s %-34s %-8s %-8s %-40s %s\n", "", "", "0123", "0123", "", "(versions 1.0 1.1 1.2 1.3: y accepted, n not, ? unknown)")
 	for _, c := range cases {
 		r := got[c.id()]
 		scan := scans[c.id()]
@@ -345,7 +355,7 @@ func interopAssert(t *testing.T, title string, cases []*interopCase, got map[str
 			scan = "-"
 		}
 		row := func(versions, verdict, mark string) {
-			fmt.Fprintf(&table, "%-14s %-22s %-8s %-8s %-40s %s\n", c.server, c.config, scan, versions, verdict, mark)
+			fmt.Fprintf(&table, "%-14s %-34s %-8s %-8s %-40s %s\n", c.server, c.config, scan, versions, verdict, mark)
 		}
 		if r == nil {
 			row("-", "NO RESULT", "FAIL")
@@ -356,8 +366,12 @@ func interopAssert(t *testing.T, title string, cases []*interopCase, got map[str
 		mark := "ok"
 		if len(problems) > 0 {
 			mark = "FAIL: " + strings.Join(problems, "; ")
-			t.Errorf("%s %s: %s\n  reachd: success=%v stage=%q reason=%q versions=%s detail=%q", c.server, c.config,
-				strings.Join(problems, "; "), r.Success, r.Stage, r.Reason, r.versions(), r.Detail)
+			status := 0
+			if r.HTTP != nil {
+				status = r.HTTP.Status
+			}
+			t.Errorf("%s %s: %s\n  reachd: success=%v stage=%q reason=%q versions=%s http=%d detail=%q", c.server, c.config,
+				strings.Join(problems, "; "), r.Success, r.Stage, r.Reason, r.versions(), status, r.Detail)
 		} else if c.note != "" {
 			mark = "ok (" + c.note + ")"
 		}
