@@ -324,8 +324,12 @@ func TestInteropTLSServers(t *testing.T) {
 		one := interopCheck(t, file, time.Minute, "--target", "s-server-tls12-13")
 		took := time.Since(start)
 		r := one["s-server-tls12-13"]
-		if r == nil || !r.Success || r.versions() != "nnyy" {
-			t.Errorf("s_server 1.2+1.3: %+v, want success with versions nnyy", r)
+		t.Logf("reachd check against s_server 1.2+1.3 took %v", took.Round(time.Millisecond))
+		if r == nil {
+			t.Fatal("no result for s_server 1.2+1.3")
+		}
+		if !r.Success || r.versions() != "nnyy" {
+			t.Errorf("s_server 1.2+1.3: success=%v %s %s versions %s (%q), want success with versions nnyy", r.Success, r.Stage, r.Reason, r.versions(), r.Detail)
 		}
 		if limit := 2*timeout + time.Second; took > limit {
 			t.Errorf("reachd check took %v against s_server, want at most the timeout plus one sweep handshake timeout (%v)", took, 2*timeout)

@@ -378,6 +378,13 @@ func interopAssert(t *testing.T, title string, cases []*interopCase, got map[str
 		row(r.versions(), r.verdict(), mark)
 	}
 	t.Log("\n" + table.String())
+	var details strings.Builder
+	for _, c := range cases {
+		if r := got[c.id()]; r != nil && r.Detail != "" {
+			fmt.Fprintf(&details, "%-14s %-34s %s\n", c.server, c.config, r.Detail)
+		}
+	}
+	t.Log("reachd's details:\n" + details.String())
 }
 
 // interopProblems lists how a result differs from its case.
