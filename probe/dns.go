@@ -2,10 +2,14 @@ package probe
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -65,10 +69,15 @@ func (r *resolver) query(ctx context.Context, name string, qtype uint16) answer 
 func (r *resolver) exchange(ctx context.Context, m *dns.Msg, server string) answer {
 	resp, _, err := r.first.ExchangeContext(ctx, m, server)
 	if err == nil && resp.Truncated && r.first.Net != "tcp" {
-		resp, _, err = r.tcp.ExchangeContext(ctx, m, server)
+		if resp, _, err = r.tcp.ExchangeContext(ctx, m, server); err != nil {
+			return answer{rcode: -1, err: classifyTruncated(ctx, server, err)}
+		}
 	}
 	if err != nil {
 		return answer{rcode: -1, err: classifyDNS(ctx, server, err)}
+	}
+	if err := sameQuestion(m.Question[0], resp); err != nil {
+		return answer{rcode: -1, err: fail(DNSError, fmt.Errorf("%s %w", server, err))}
 	}
 	a := answer{rcode: resp.Rcode}
 	switch resp.Rcode {
@@ -102,6 +111,47 @@ func classifyDNS(ctx context.Context, server string, err error) *Error {
 		return fail(DNSTimeout, fmt.Errorf("no answer from %s", server))
 	}
 	return fail(DNSError, err)
+}
+
+// classifyTruncated names a failed TCP retry of a truncated UDP answer: a
+// site whose firewall lets DNS out over UDP only loses every large answer.
+func classifyTruncated(ctx context.Context, server string, err error) *Error {
+	const prefix = "the UDP answer was truncated and TCP to %s "
+	if isTimeout(err) || ctx.Err() != nil {
+		return fail(DNSTimeout, fmt.Errorf(prefix+"got no answer", server))
+	}
+	why := err.Error()
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		why = "connection refused"
+	case isReset(err):
+		why = "connection reset"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		why = "the server closed the connection without an answer"
+	}
+	return fail(DNSError, fmt.Errorf(prefix+"failed: %s", server, why))
+}
+
+// sameQuestion rejects an answer to another question than q, as dig and
+// Go's resolver do: miekg/dns matches the message ID only, and a
+// misrouted or forged answer must not pass as the name's records. An
+// error answer may leave the question out (RFC 1035 allows it for
+// FORMERR and kin); an answer with records may not.
+func sameQuestion(q dns.Question, resp *dns.Msg) error {
+	switch {
+	case len(resp.Question) == 0 && resp.Rcode != dns.RcodeSuccess:
+		return nil
+	case len(resp.Question) == 0:
+		return fmt.Errorf("answered without a question section, for %s %s", q.Name, dns.TypeToString[q.Qtype])
+	case len(resp.Question) > 1:
+		return fmt.Errorf("answered %d questions, not the one asked (%s %s)", len(resp.Question), q.Name, dns.TypeToString[q.Qtype])
+	}
+	got := resp.Question[0]
+	if !strings.EqualFold(got.Name, q.Name) || got.Qtype != q.Qtype || got.Qclass != q.Qclass {
+		return fmt.Errorf("answered a question about %s %s, not the %s %s asked: the answer is not for this query",
+			got.Name, dns.TypeToString[got.Qtype], q.Name, dns.TypeToString[q.Qtype])
+	}
+	return nil
 }
 
 // lookup resolves host to its A and AAAA addresses, asked in parallel.
