@@ -68,16 +68,22 @@ func dialParallel(ctx context.Context, primary, fallback []netip.AddrPort) (net.
 	go race(primary, true)
 	timer := time.NewTimer(FallbackDelay)
 	defer timer.Stop()
+	var errs [2][]error // primary, fallback
 	startFallback := func() int {
 		if fallback == nil {
 			return 0
 		}
+		defer func() { fallback = nil }()
+		if expired(ctx) { // the primary used up the time: say so, not "timeout"
+			for _, ap := range fallback {
+				errs[1] = append(errs[1], fmt.Errorf("%s not tried: no time was left", ap))
+			}
+			return 0
+		}
 		go race(fallback, false)
-		fallback = nil
 		return 1
 	}
 	var conn net.Conn
-	var errs [2][]error // primary, fallback
 	for running := 1; running > 0; {
 		select {
 		case <-timer.C:
@@ -123,11 +129,18 @@ func dialSerial(ctx context.Context, addrs []netip.AddrPort) (net.Conn, []error)
 			err = resetAfterOpen(ap.String(), err)
 		}
 		errs = append(errs, err)
-		if ctx.Err() != nil {
+		if expired(ctx) {
 			break
 		}
 	}
 	return nil, errs
+}
+
+// expired reports a context that is done or past its deadline (a dial
+// can time out a moment before its context's timer marks it done).
+func expired(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ctx.Err() != nil || ok && !time.Now().Before(d)
 }
 
 // resetAfterOpen words a reset of a connection that had just opened, the

@@ -1,9 +1,12 @@
 package probe
 
 import (
+	"context"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -94,6 +97,31 @@ func TestDualStackVerdicts(t *testing.T) {
 		// about 0.5s; a v4 attempt alive to the deadline takes it all.
 		if d := stageDuration(r, StageTCP); d < 900*time.Millisecond {
 			t.Errorf("tcp stage took %v: the v4 attempt did not get the whole second", d)
+		}
+	})
+
+	t.Run("v6 connects while v4 hangs", func(t *testing.T) {
+		dropped := fullListener(t)
+		ln, err := net.Listen("tcp", "[::1]:"+strconv.Itoa(dropped))
+		if err != nil {
+			t.Fatal(err)
+		}
+		probetest.ServeRaw(t, ln, probetest.Hold)
+		r := l.probe(target("v6works.reachd.test", dropped, tcpOnly, timeout), configs.Path{Name: "direct"}, l.config())
+		assertOutcome(t, r, "", "", "")
+	})
+
+	t.Run("a budget shorter than the fallback delay leaves v6 untried, and says so", func(t *testing.T) {
+		dropped := fullListener(t)
+		ctx, cancel := context.WithTimeout(t.Context(), FallbackDelay/3)
+		defer cancel()
+		conn, err := dialAddrs(ctx, []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr(noRouteV6)}, dropped)
+		if conn != nil {
+			conn.Close()
+			t.Fatal("connected to a full listener")
+		}
+		if want := "[" + noRouteV6 + "]:" + strconv.Itoa(dropped) + " not tried: no time was left"; err.Reason != TCPTimeout || !strings.Contains(err.Error(), want) {
+			t.Errorf("got %v, want tcp_timeout naming %q", err, want)
 		}
 	})
 
