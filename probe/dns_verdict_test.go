@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -75,17 +76,26 @@ func TestDNSTruncatedAndTCPFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	probetest.ServeRaw(t, ln, readQueryAndClose)
+	silent := udpDNS(t, truncated)
+	ln, err = net.Listen("tcp", silent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	probetest.ServeRaw(t, ln, probetest.Hold)
 	for _, tt := range []struct {
-		name, server, detail string
+		name, server string
+		reason       Reason
+		detail       string
 	}{
-		{"TCP refused", refusing, "the UDP answer was truncated and TCP to " + refusing + " failed: connection refused"},
-		{"TCP closed without an answer", closing, "the UDP answer was truncated and TCP to " + closing + " failed: the server closed the connection without an answer"},
+		{"TCP silent", silent, DNSTimeout, "the UDP answer was truncated and TCP to " + silent + " got no answer"},
+		{"TCP refused", refusing, DNSError, "the UDP answer was truncated and TCP to " + refusing + " failed: connection refused"},
+		{"TCP closed without an answer", closing, DNSError, "the UDP answer was truncated and TCP to " + closing + " failed: the server closed the connection without an answer"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := l.config()
 			cfg.Resolvers[0].Servers = []string{tt.server}
-			r := l.probe(target("big.reachd.test", 443, func(t *targets.Target) { t.Checks = []string{"dns"} }), configs.Path{Name: "direct"}, cfg)
-			assertOutcome(t, r, StageDNS, DNSError, tt.detail)
+			r := l.probe(target("big.reachd.test", 443, func(t *targets.Target) { t.Checks, t.Timeout = []string{"dns"}, 500*time.Millisecond }), configs.Path{Name: "direct"}, cfg)
+			assertOutcome(t, r, StageDNS, tt.reason, tt.detail)
 		})
 	}
 }
