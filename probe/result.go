@@ -14,7 +14,7 @@ type Result struct {
 	Duration time.Duration
 	Err      *Error
 	Stages   []StageResult
-	TLS      *TLSInfo  // nil until a handshake completed
+	TLS      *TLSInfo  // nil until a handshake completed (or a failed one showed a client certificate request)
 	HTTP     *HTTPInfo // nil until a response arrived
 	DNS      []DNSResult
 	// Panic is the stack of a panic recovered during the run (Err then

@@ -110,7 +110,11 @@ func newTLSProber(host string, min uint16, alpn []string, legit, trusted *x509.C
 func (tp *tlsProber) handshake(ctx context.Context, conn net.Conn) (net.Conn, *TLSInfo, *Error) {
 	tc, wire, err := clientHandshake(ctx, conn, tp.conf)
 	if err != nil {
-		return nil, nil, classifyTLS(err, wire, tp.min)
+		var info *TLSInfo
+		if wire.certRequested {
+			info = &TLSInfo{ClientCertRequested: true}
+		}
+		return nil, info, classifyTLS(err, wire, tp.min)
 	}
 	st := tc.ConnectionState()
 	info := &TLSInfo{Version: st.Version, Cipher: tls.CipherSuiteName(st.CipherSuite), ClientCertRequested: wire.certRequested}
@@ -255,9 +259,8 @@ func earliestExpiry(chain []*x509.Certificate, leaf *x509.Certificate) time.Time
 
 // The TLS alerts the verdicts tell apart (RFC 8446 §6).
 const (
-	alertHandshakeFailure   = 40
-	alertProtocolVersion    = 70
-	alertCertificateRequire = 116
+	alertHandshakeFailure = 40
+	alertProtocolVersion  = 70
 )
 
 // classifyTLS names a handshake failure from the error and from what the

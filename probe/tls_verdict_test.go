@@ -100,8 +100,8 @@ func TestClientCertificateRequired(t *testing.T) {
 			if got := r.Stages[len(r.Stages)-1]; got.Stage != StageTLS || len(r.Stages) != 3 {
 				t.Errorf("stages %+v, want dns, tcp and a failed tls", r.Stages)
 			}
-			if r.TLS == nil || !maps.Equal(r.TLS.Accepted, tt.accepted) {
-				t.Errorf("sweep %+v, want %v", r.TLS, tt.accepted)
+			if r.TLS == nil || !maps.Equal(r.TLS.Accepted, tt.accepted) || !r.TLS.ClientCertRequested {
+				t.Errorf("tls %+v, want the certificate request recorded and the sweep %v", r.TLS, tt.accepted)
 			}
 		})
 	}
