@@ -218,3 +218,75 @@ func TestChainVerdicts(t *testing.T) {
 		})
 	}
 }
+
+// rawRecorder keeps every byte read through it.
+type rawRecorder struct {
+	net.Conn
+	got []byte
+}
+
+func (c *rawRecorder) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.got = append(c.got, b[:n]...)
+	return n, err
+}
+
+// TestWireConnReadsTheServerHello: the version wireConn reads is the one
+// crypto/tls negotiated, at each version (TLS 1.3 by supported_versions),
+// however the server's bytes are cut.
+func TestWireConnReadsTheServerHello(t *testing.T) {
+	l := newLab(t)
+	cert := l.ca.Issue(t, []string{"wire.reachd.test"}, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	for _, v := range TLSVersions {
+		t.Run(TLSVersionName(v), func(t *testing.T) {
+			cli, srv := net.Pipe()
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				tls.Server(srv, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: v10, MaxVersion: v}).Handshake()
+				srv.Close()
+			}()
+			rec := &rawRecorder{Conn: cli}
+			w := newWireConn(rec)
+			tc := tls.Client(w, &tls.Config{InsecureSkipVerify: true, MinVersion: v10, MaxVersion: v13, CipherSuites: offeredSuites()})
+			err := tc.Handshake()
+			cli.Close()
+			<-done
+			if err != nil || tc.ConnectionState().Version != v {
+				t.Fatalf("handshake: %v, version %x", err, tc.ConnectionState().Version)
+			}
+			if w.version != v || w.received != len(rec.got) {
+				t.Errorf("wireConn read version %x after %d bytes, want %x after %d", w.version, w.received, v, len(rec.got))
+			}
+			byByte := &wireConn{}
+			for _, b := range rec.got {
+				byByte.scan([]byte{b})
+			}
+			if byByte.version != v {
+				t.Errorf("fed byte by byte: version %x, want %x", byByte.version, v)
+			}
+		})
+	}
+}
+
+// FuzzWireConn: no server's bytes, however cut, make the ServerHello
+// parser panic.
+func FuzzWireConn(f *testing.F) {
+	f.Add([]byte{22, 3, 3, 0, 6, 2, 0, 0, 2, 3, 3}, 3)
+	f.Add([]byte{21, 3, 3, 0, 2, 2, 70}, 1)
+	f.Add([]byte{22, 3, 3, 0, 46, 2, 0, 0, 42, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32}, 10)
+	f.Fuzz(func(t *testing.T, data []byte, cut int) {
+		w := &wireConn{}
+		if cut < 0 || cut > len(data) {
+			cut = len(data) / 2
+		}
+		w.scan(data[:cut])
+		w.scan(data[cut:])
+		if w.version != 0 && !w.done {
+			t.Errorf("version %x read, yet still parsing", w.version)
+		}
+		if len(w.pending) > len(data) {
+			t.Errorf("kept %d bytes of %d", len(w.pending), len(data))
+		}
+	})
+}
