@@ -14,7 +14,7 @@ type Result struct {
 	Duration time.Duration
 	Err      *Error
 	Stages   []StageResult
-	TLS      *TLSInfo  // nil until a handshake completed (or a failed one showed a client certificate request)
+	TLS      *TLSInfo  // nil until a handshake completed
 	HTTP     *HTTPInfo // nil until a response arrived
 	DNS      []DNSResult
 	// Panic is the stack of a panic recovered during the run (Err then
@@ -40,7 +40,8 @@ type TLSInfo struct {
 	Intercepted bool      // the chain anchors only in a private (trusted, not legitimate) CA
 	NotAfter    time.Time // earliest expiry of the verified chain; the leaf's when none verified
 	// ClientCertRequested: the server sent a CertificateRequest (reachd,
-	// like an agent without a certificate, presents none).
+	// like an agent without a certificate, presents none). A handshake that
+	// failed after the request still returns a TLSInfo with only this set.
 	ClientCertRequested bool
 	// Accepted holds the last sweep's verdict per version: true accepted,
 	// false rejected on the wire, absent unknown; nil before the first sweep.
