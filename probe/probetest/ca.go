@@ -165,13 +165,13 @@ func (ca *CA) issue(hosts []string, notBefore, notAfter time.Time, opts ...CertO
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
-		SignatureAlgorithm:    ca.signatureAlgorithm(o),
-	}
-	if o.rsa {
-		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment // RSA key exchange
 	}
 	if len(hosts) > 0 {
 		tmpl.Subject.CommonName = hosts[0]
+	}
+	tmpl.SignatureAlgorithm = ca.signatureAlgorithm(o)
+	if o.rsa {
+		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment // RSA key exchange
 	}
 	for _, h := range hosts {
 		if o.cnOnly {
