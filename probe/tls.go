@@ -70,6 +70,7 @@ type tlsProber struct {
 	trusted *x509.CertPool
 	pin     string
 	min     uint16
+	chain   chainCheck // chain.go: AIA completion, inspection = "breaks"
 }
 
 func newTLSProber(host string, min uint16, alpn []string, legit, trusted *x509.CertPool, pin string) *tlsProber {
@@ -103,6 +104,7 @@ func (tp *tlsProber) handshake(ctx context.Context, conn net.Conn) (*tls.Conn, *
 		}
 	}
 	intercepted, err := tp.verify(st.PeerCertificates)
+	intercepted, err = tp.judgeChain(ctx, st.PeerCertificates, intercepted, err)
 	info.Intercepted = intercepted
 	if err == nil && tp.pin != "" && leaf.Issuer.CommonName != tp.pin {
 		err = fail(TLSIntercepted, fmt.Errorf("certificate issued by %q, pinned issuer is %q", info.Issuer, tp.pin))
