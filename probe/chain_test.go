@@ -162,6 +162,11 @@ func TestInspectionBreaks(t *testing.T) {
 		t.Errorf("hint %q", r.Err.Reason.Hint())
 	}
 
+	// A reload that sets the key changes the probe.
+	if New(pinned, corp, NewEnv(l.config(), "ua")).Version() == New(target("edr.reachd.test", s.Port, func(t *targets.Target) { t.Vendor = pinned.Vendor }), corp, NewEnv(l.config(), "ua")).Version() {
+		t.Error("inspection is not part of the prober's version")
+	}
+
 	// A chain that verifies against the public (legitimate) roots is not
 	// interception, whatever the target's inspection says.
 	r = l.probe(pinned, configs.Path{Name: "direct"}, l.config(inspection.Cert))

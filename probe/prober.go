@@ -135,8 +135,8 @@ func proxyFor(t targets.Target, p configs.Path) *url.URL {
 
 func fingerprint(t targets.Target, p configs.Path, env *Env) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s|%s|%d|%v|%v|%d|%s|%v|%v|%v|%s|%s|%s\n", t.ID(), t.Host, t.Port, t.Checks, t.Paths, t.TLSMinVersion,
-		t.HTTP.Path, t.HTTP.ExpectStatus, t.HTTP.ExpectBody, t.ExpectCIDRs, t.PinIssuer, t.Interval, t.Timeout)
+	fmt.Fprintf(h, "%s|%s|%d|%v|%v|%d|%s|%v|%v|%v|%s|%s|%s|%s\n", t.ID(), t.Host, t.Port, t.Checks, t.Paths, t.TLSMinVersion,
+		t.HTTP.Path, t.HTTP.ExpectStatus, t.HTTP.ExpectBody, t.ExpectCIDRs, t.PinIssuer, t.Inspection, t.Interval, t.Timeout)
 	fmt.Fprintf(h, "%s|%v|%v|%s|%s|%s|%v\n", p.Name, p.Proxy, p.Environment, p.ProxyEnv, p.Username, p.Password, p.CAFile)
 	for _, c := range p.CACerts {
 		h.Write(c.Raw)
