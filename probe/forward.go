@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -14,15 +15,18 @@ import (
 	"github.com/reachd/reachd/targets"
 )
 
-// forwarder runs the stages of a plain-HTTP target (checks dns → tcp →
-// http, port 80: certificate and CRL hosts) through a proxy the way agents
-// and CryptoAPI send it: an absolute-form GET http://host/path to the
-// proxy, never CONNECT, which proxies commonly allow only to 443. The
-// proxy stage connects to the proxy; the http stage sends the GET and
-// judges the answer the proxy forwarded, unless the proxy made it itself.
+// forwarder runs the stages of a plain-HTTP target (no tls check; port
+// 80: certificate and CRL hosts) through a proxy the way agents and
+// CryptoAPI send it: an absolute-form GET http://host/path to the proxy,
+// never CONNECT, which proxies commonly allow only to 443. With the http
+// check, the proxy stage connects to the proxy and the http stage sends
+// the GET and judges the answer the proxy forwarded, unless the proxy made
+// it itself. Without it, the proxy stage sends the GET too and passes once
+// the proxy forwarded any answer: the proxy reaches the host and port.
 type forwarder struct {
-	proxy *proxyDialer
-	http  *httpProber // its request is the absolute-form GET
+	proxy   *proxyDialer
+	request []byte      // the absolute-form GET; holds the secret
+	http    *httpProber // nil without the http check; sends request
 }
 
 func newForwarder(pd *proxyDialer, t targets.Target, userAgent string) *forwarder {
@@ -31,7 +35,11 @@ func newForwarder(pd *proxyDialer, t targets.Target, userAgent string) *forwarde
 	if err != nil { // validated at load
 		u = base
 	}
-	return &forwarder{proxy: pd, http: &httpProber{request: []byte(renderGet(u, pd, userAgent)), check: t.HTTP}}
+	f := &forwarder{proxy: pd, request: []byte(renderGet(u, pd, userAgent))}
+	if t.Has(targets.CheckHTTP) {
+		f.http = &httpProber{request: f.request, check: t.HTTP}
+	}
+	return f
 }
 
 // stages runs proxy then http; the connection is closed when it returns.
@@ -39,7 +47,13 @@ func newForwarder(pd *proxyDialer, t targets.Target, userAgent string) *forwarde
 // to sweep.
 func (f *forwarder) stages(ctx context.Context, r *Result) route {
 	var conn net.Conn
-	if !r.run(StageProxy, func() (err *Error) { conn, err = f.proxy.connectForward(ctx); return err }) {
+	if !r.run(StageProxy, func() (err *Error) {
+		if conn, err = f.proxy.connectForward(ctx); err == nil && f.http == nil {
+			err = f.forwards(ctx, conn)
+			conn.Close()
+		}
+		return err
+	}) || f.http == nil {
 		return route{}
 	}
 	stop := deadlineOnCancel(ctx, conn)
@@ -57,6 +71,22 @@ func (f *forwarder) stages(ctx context.Context, r *Result) route {
 		return err
 	})
 	return route{}
+}
+
+// forwards sends the GET over conn and reads the answer's head: nil when
+// the proxy forwarded an answer, the proxy's failure otherwise.
+func (f *forwarder) forwards(ctx context.Context, conn net.Conn) *Error {
+	stop := deadlineOnCancel(ctx, conn)
+	defer stop()
+	if _, err := conn.Write(f.request); err != nil {
+		return f.proxy.classify(fmt.Errorf("sending the GET: %w", err))
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(io.LimitReader(conn, MaxHeader)), nil)
+	if err != nil {
+		return f.proxy.classify(fmt.Errorf("reading the answer to the GET: %w", err))
+	}
+	resp.Body.Close()
+	return f.proxy.forwardedFailure(resp)
 }
 
 // forwardedFailure is the proxy's own refusal of a forwarded request,

@@ -117,3 +117,45 @@ func TestPlainHTTPThroughProxy(t *testing.T) {
 	r := l.probe(tg, configs.Path{Name: "corp", Proxy: open.URL}, l.config())
 	assertOutcome(t, r, StageHTTP, HTTPStatusUnexpected, "status 503")
 }
+
+// TestPlainTCPThroughProxy: a port-80 target checked without http (dns
+// and tcp) through a proxy is a GET as well: the proxy stage passes once
+// the proxy forwarded an answer, so the proxy reaches the host.
+func TestPlainTCPThroughProxy(t *testing.T) {
+	l := newLab(t)
+	notFound := newOrigin(t, http.StatusNotFound)
+	up := probetest.Upstream(map[string]string{"crl.reachd.test:80": notFound.Addr, "gone.reachd.test:80": "127.0.0.1:" + strconv.Itoa(closedPort(t))})
+	open := probetest.NewProxy(t, up, probetest.SquidErrors())
+	denied := probetest.NewProxy(t, probetest.SquidErrors(), probetest.Status(http.StatusForbidden))
+	tcpOnly := func(host string) targets.Target {
+		return target(host, 80, func(t *targets.Target) { t.Checks = []string{"dns", "tcp"} })
+	}
+	tests := []struct {
+		name   string
+		host   string
+		proxy  *probetest.Proxy
+		reason Reason
+		detail string
+	}{
+		{"forwarded, any answer", "crl.reachd.test", open, "", ""},
+		{"denied", "crl.reachd.test", denied, ProxyDenied, "ERR_ACCESS_DENIED"},
+		{"origin refuses the proxy", "gone.reachd.test", open, ProxyUpstreamFailed, "ERR_CONNECT_FAIL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := l.probe(tcpOnly(tt.host), configs.Path{Name: "corp", Proxy: tt.proxy.URL}, l.config())
+			stage := Stage("")
+			if tt.reason != "" {
+				stage = StageProxy
+			}
+			assertOutcome(t, r, stage, tt.reason, tt.detail)
+			if len(r.Stages) != 1 || r.Stages[0].Stage != StageProxy || r.HTTP != nil {
+				t.Errorf("stages %+v http %+v, want the proxy stage alone", r.Stages, r.HTTP)
+			}
+			reqs := tt.proxy.Requests()
+			if last := reqs[len(reqs)-1]; last.Method != http.MethodGet || last.URI != "http://"+tt.host+"/" {
+				t.Errorf("the proxy got %+v, want GET http://%s/", last, tt.host)
+			}
+		})
+	}
+}

@@ -107,9 +107,9 @@ func New(t targets.Target, p configs.Path, env *Env) *Prober {
 	}
 	if t.Has(targets.CheckHTTP) {
 		pr.http = newHTTPProber(t, env.userAgent)
-		if pr.proxy != nil && pr.tls == nil {
-			pr.forward = newForwarder(pr.proxy, t, env.userAgent)
-		}
+	}
+	if pr.proxy != nil && pr.tls == nil {
+		pr.forward = newForwarder(pr.proxy, t, env.userAgent)
 	}
 	pr.version = fingerprint(t, p, env)
 	return pr
