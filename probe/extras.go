@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -34,6 +35,10 @@ type route struct {
 	// (through the proxy's tunnel on a proxy path); nil when the stages
 	// never got a connection.
 	dial func(context.Context) (net.Conn, *Error)
+	// addrs are the target's addresses as the dns stage resolved them (or
+	// its IP literal) on a direct path; nil on a proxy path or when the
+	// dns stage failed. A path trace goes to them.
+	addrs []netip.Addr
 	// fetch gets plain-HTTP URLs over the probe's path.
 	fetch *fetcher
 	// run is the run's context without any budget: once it has ended,

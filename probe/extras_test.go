@@ -154,3 +154,57 @@ func TestSweepRefinesTLSFailure(t *testing.T) {
 		t.Errorf("stages %+v", r.Stages)
 	}
 }
+
+// fakeExtra records what an extra is given.
+type fakeExtra struct {
+	b        time.Duration
+	panics   bool
+	got      route
+	reason   Reason
+	deadline time.Duration
+}
+
+func (f *fakeExtra) budget() time.Duration { return f.b }
+
+func (f *fakeExtra) run(ctx context.Context, r *Result, rt route) {
+	if f.panics {
+		panic("extra bug")
+	}
+	f.got = rt
+	if r.Err != nil {
+		f.reason = r.Err.Reason
+	}
+	if d, ok := ctx.Deadline(); ok {
+		f.deadline = time.Until(d)
+	}
+}
+
+// TestExtraContract: an extra runs after the stages under its own budget,
+// sees their verdict and the target's addresses even when tcp failed (a
+// path trace's case), adds to MaxRun, and a panic in it fails the run as
+// internal instead of the daemon.
+func TestExtraContract(t *testing.T) {
+	l := newLab(t)
+	l.dns.Set("closed.reachd.test", probetest.Entry{A: []string{"127.0.0.1"}})
+	p := New(target("closed.reachd.test", closedPort(t)), configs.Path{Name: "direct"}, NewEnv(l.config(), "reachd-test"))
+	x := &fakeExtra{b: 5 * time.Second}
+	before := p.MaxRun()
+	p.extras = append(p.extras, x)
+	if p.MaxRun() != before+5*time.Second {
+		t.Errorf("MaxRun %s, want %s + the extra's 5s", p.MaxRun(), before)
+	}
+	r := p.Probe(context.Background())
+	assertOutcome(t, r, StageTCP, TCPRefused, "refused")
+	if x.reason != TCPRefused || x.got.dial != nil || len(x.got.addrs) != 1 || x.got.addrs[0].String() != "127.0.0.1" || x.got.fetch == nil {
+		t.Errorf("the extra saw reason %q route %+v", x.reason, x.got)
+	}
+	if x.deadline <= 3*time.Second || x.deadline > 5*time.Second {
+		t.Errorf("the extra's deadline is %s away, want its own 5s budget", x.deadline)
+	}
+
+	x.panics = true
+	r = p.Probe(context.Background())
+	if r.Err == nil || r.Err.Reason != Internal || len(r.Panic) == 0 {
+		t.Errorf("a panicking extra gave %v", r.Err)
+	}
+}

@@ -233,11 +233,11 @@ func (p *Prober) stages(ctx context.Context, r *Result, stage *[2]answer) route 
 	if p.forward != nil {
 		return p.forward.stages(ctx, r)
 	}
-	conn, dial := p.connect(ctx, r, stage)
+	var rt route
+	conn := p.connect(ctx, r, stage, &rt)
 	if conn == nil {
-		return route{dial: dial}
+		return rt
 	}
-	rt := route{dial: dial}
 	stop := deadlineOnCancel(ctx, conn)
 	defer stop()
 	defer conn.Close()
@@ -262,16 +262,18 @@ func (p *Prober) stages(ctx context.Context, r *Result, stage *[2]answer) route 
 
 // connect runs the stages up to an open connection: dns and tcp on a
 // direct path, proxy on a proxy path. It returns nil when a stage failed
-// or the checks end before a connection; dial opens more connections the
-// same way, for the extras.
-func (p *Prober) connect(ctx context.Context, r *Result, stage *[2]answer) (net.Conn, func(context.Context) (net.Conn, *Error)) {
+// or the checks end before a connection. It fills in rt for the extras:
+// the addresses the dns stage found, and once a connection opened, how to
+// open more the same way.
+func (p *Prober) connect(ctx context.Context, r *Result, stage *[2]answer, rt *route) net.Conn {
 	t := &p.target
 	if p.proxy != nil {
 		var conn net.Conn
 		if !r.run(StageProxy, func() (err *Error) { conn, err = p.proxy.dial(ctx); return err }) {
-			return nil, nil
+			return nil
 		}
-		return conn, p.proxy.dial
+		rt.dial = p.proxy.dial
+		return conn
 	}
 	var addrs []netip.Addr
 	if p.hostIP.IsValid() {
@@ -283,10 +285,11 @@ func (p *Prober) connect(ctx context.Context, r *Result, stage *[2]answer) (net.
 		}
 		return err
 	}) {
-		return nil, nil
+		return nil
 	}
+	rt.addrs = addrs
 	if !t.Has(targets.CheckTCP) && p.tls == nil && p.http == nil {
-		return nil, nil
+		return nil
 	}
 	dial := func(ctx context.Context) (net.Conn, *Error) { return dialAddrs(ctx, addrs, t.Port) }
 	last := p.tls == nil && p.http == nil // tcp is the deepest check
@@ -298,9 +301,10 @@ func (p *Prober) connect(ctx context.Context, r *Result, stage *[2]answer) (net.
 		}
 		return err
 	}) || last {
-		return nil, nil
+		return nil
 	}
-	return conn, dial
+	rt.dial = dial
+	return conn
 }
 
 // Build returns a prober for every target of cfg over each of its paths,
