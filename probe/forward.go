@@ -92,7 +92,7 @@ func (f *forwarder) forwards(ctx context.Context, conn net.Conn) *Error {
 // forwardedFailure is the proxy's own refusal of a forwarded request,
 // classified as the proxy stage classifies the same answer to CONNECT:
 // a 407, or an answer that bears the proxy's marks (squid's X-Squid-Error,
-// a Proxy-Status with an error, RFC 9209). Nil means the origin answered
+// a Proxy-Status with an error, RFC 9209, tinyproxy's Server header). Nil means the origin answered
 // (or the proxy relayed it): the http stage judges it.
 func (pd *proxyDialer) forwardedFailure(resp *http.Response) *Error {
 	code := resp.StatusCode
@@ -104,7 +104,11 @@ func (pd *proxyDialer) forwardedFailure(resp *http.Response) *Error {
 	}
 	squid := resp.Header.Get("X-Squid-Error")
 	status := resp.Header.Get("Proxy-Status")
-	if squid == "" && !strings.Contains(status, "error=") {
+	// tinyproxy names itself in the Server header of its own pages only
+	// (a forwarded answer keeps the origin's), and says "500 Unable to
+	// connect" for an origin it cannot reach.
+	tiny := strings.HasPrefix(strings.ToLower(resp.Header.Get("Server")), "tinyproxy")
+	if squid == "" && !strings.Contains(status, "error=") && !tiny {
 		return nil
 	}
 	detail := pd.refusal(resp)
@@ -117,7 +121,8 @@ func (pd *proxyDialer) forwardedFailure(resp *http.Response) *Error {
 	switch {
 	case code == http.StatusBadGateway || code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout,
 		upstreamSquidError(squid), strings.Contains(status, "error=dns_"), strings.Contains(status, "error=connection_"),
-		strings.Contains(status, "error=tls_"), strings.Contains(status, "error=destination_"):
+		strings.Contains(status, "error=tls_"), strings.Contains(status, "error=destination_"),
+		tiny && code == http.StatusInternalServerError:
 		return fail(ProxyUpstreamFailed, detail)
 	case code == http.StatusBadRequest || code == http.StatusMethodNotAllowed:
 		return fail(ProxyError, detail)
