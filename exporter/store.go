@@ -101,7 +101,7 @@ func Sync[P Probe](s *Store, probes []P) {
 
 // Transition says how a recorded run changed its probe's state.
 type Transition struct {
-	Known   bool // false: the probe is no longer configured; the result was dropped
+	Known   bool // false: the probe is no longer configured, or the result is of a prober a reload replaced; it was dropped
 	First   bool // the probe's first run
 	Changed bool // up became down or down became up (or the reason changed)
 }
@@ -111,7 +111,9 @@ func (s *Store) Record(key string, r probe.Result) Transition {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.entries[key]
-	if !ok {
+	if !ok || r.Version != "" && r.Version != e.Version {
+		// Removed, or replaced by a reload: a late result of the old
+		// prober (its run cancelled) is not the new probe's failure.
 		return Transition{}
 	}
 	tr := Transition{Known: true, First: e.Last == nil}

@@ -77,8 +77,11 @@ func runHostile(t *testing.T, l *lab, c hostileCase) {
 	if failing > c.target.Timeout+hangMargin {
 		t.Errorf("the last stage took %v, more than the timeout %v: a hang", failing, c.target.Timeout)
 	}
+	// Fewer after is no leak: the server side of an earlier case's
+	// connections (the sweep's, which now follows the stages) may close
+	// during the run.
 	after := settleFDs(t, before)
-	if after != before {
+	if after > before {
 		t.Errorf("file descriptors: %d before the run, %d after: a leak", before, after)
 	}
 	goleak.VerifyNone(t, ignore)
@@ -101,14 +104,14 @@ func fdCount(t *testing.T) int {
 }
 
 // settleFDs waits up to two seconds for the descriptor count to come back
-// to want (closes on both ends of a loopback connection are asynchronous)
+// to want or below (closes on both ends of a loopback connection are asynchronous)
 // and returns the last count.
 func settleFDs(t *testing.T, want int) int {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		n := fdCount(t)
-		if n == want || time.Now().After(deadline) {
+		if n <= want || time.Now().After(deadline) {
 			return n
 		}
 		time.Sleep(20 * time.Millisecond)

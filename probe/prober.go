@@ -79,9 +79,9 @@ type Prober struct {
 	dnsChecks bool
 	hostIP    netip.Addr // valid when the host is an IP literal: no dns stage
 
-	mu        sync.Mutex
-	lastSweep time.Time
-	accepted  map[uint16]bool
+	forward *forwarder // a plain-HTTP target through a proxy; nil otherwise
+	fetch   *fetcher   // plain-HTTP GETs over the path, for AIA and the extras
+	extras  []extra    // run after the stages, in order
 }
 
 // New builds the prober of target t over path p.
@@ -98,15 +98,21 @@ func New(t targets.Target, p configs.Path, env *Env) *Prober {
 	if proxy := proxyFor(t, p); proxy != nil {
 		pr.proxy = newProxyDialer(proxy, p.Username, p.Password, t.Address(), pr.resolver, trusted)
 	}
+	pr.fetch = newFetcher(p, pr.resolver, trusted, env.userAgent)
 	if t.Has(targets.CheckTLS) {
 		var alpn []string
 		if t.Has(targets.CheckHTTP) {
 			alpn = []string{"http/1.1"}
 		}
 		pr.tls = newTLSProber(t.Host, t.TLSMinVersion, alpn, env.legit, trusted, t.PinIssuer)
+		pr.tls.chain = chainCheck{fetch: pr.fetch, breaks: t.Inspection == targets.InspectionBreaks, vendor: t.Vendor, host: t.Host}
+		pr.extras = append(pr.extras, &sweep{tls: pr.tls, timeout: t.Timeout, interval: env.sweepInterval, min: t.TLSMinVersion})
 	}
 	if t.Has(targets.CheckHTTP) {
 		pr.http = newHTTPProber(t, env.userAgent)
+	}
+	if pr.proxy != nil && pr.tls == nil {
+		pr.forward = newForwarder(pr.proxy, t, env.userAgent)
 	}
 	pr.version = fingerprint(t, p, env)
 	return pr
@@ -127,20 +133,13 @@ func proxyFor(t targets.Target, p configs.Path) *url.URL {
 	if err != nil || u == nil {
 		return nil
 	}
-	if u.Port() == "" {
-		port := "80"
-		if u.Scheme == "https" {
-			port = "443"
-		}
-		u.Host = net.JoinHostPort(u.Hostname(), port)
-	}
-	return u
+	return withDefaultPort(u)
 }
 
 func fingerprint(t targets.Target, p configs.Path, env *Env) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s|%s|%d|%v|%v|%d|%s|%v|%v|%v|%s|%s|%s\n", t.ID(), t.Host, t.Port, t.Checks, t.Paths, t.TLSMinVersion,
-		t.HTTP.Path, t.HTTP.ExpectStatus, t.HTTP.ExpectBody, t.ExpectCIDRs, t.PinIssuer, t.Interval, t.Timeout)
+	fmt.Fprintf(h, "%s|%s|%d|%v|%v|%d|%s|%v|%v|%v|%s|%s|%s|%s\n", t.ID(), t.Host, t.Port, t.Checks, t.Paths, t.TLSMinVersion,
+		t.HTTP.Path, t.HTTP.ExpectStatus, t.HTTP.ExpectBody, t.ExpectCIDRs, t.PinIssuer, t.Inspection, t.Interval, t.Timeout)
 	fmt.Fprintf(h, "%s|%v|%v|%s|%s|%s|%v\n", p.Name, p.Proxy, p.Environment, p.ProxyEnv, p.Username, p.Password, p.CAFile)
 	for _, c := range p.CACerts {
 		h.Write(c.Raw)
@@ -156,9 +155,16 @@ func (p *Prober) Key() string { return p.key }
 // reload can keep probes whose version is unchanged.
 func (p *Prober) Version() string { return p.version }
 
-// MaxRun bounds one run: the stages' timeout, then the sweep's parallel
-// handshakes, each with a timeout of its own. The scheduler's backstop.
-func (p *Prober) MaxRun() time.Duration { return 2 * p.target.Timeout }
+// MaxRun bounds one run: the stages' timeout, then each extra's budget
+// (the sweep's parallel handshakes share one handshake timeout), and a
+// grace. The scheduler's backstop.
+func (p *Prober) MaxRun() time.Duration {
+	d := p.target.Timeout + runGrace
+	for _, x := range p.extras {
+		d += x.budget()
+	}
+	return d
+}
 
 // Target is the probed target.
 func (p *Prober) Target() *targets.Target { return &p.target }
@@ -167,12 +173,25 @@ func (p *Prober) Target() *targets.Target { return &p.target }
 func (p *Prober) Path() string { return p.path }
 
 // Probe runs the stages in order, stopping at the first failure, within
-// the target's timeout; the TLS sweep follows when it is due.
+// the target's timeout; once their connection is closed, the extras (the
+// TLS sweep when it is due) follow, each within a budget of its own. The
+// result's Duration is the stages' alone.
 func (p *Prober) Probe(ctx context.Context) Result {
-	base, g := withGuard(ctx) // the sweep's handshakes have timeouts of their own
+	base, g := withGuard(ctx)
+	r := Result{Target: &p.target, Path: p.path, Start: time.Now(), Version: p.version}
+	rt := p.runStages(base, &r)
+	rt.fetch, rt.run = p.fetch, base
+	p.runExtras(base, &r, rt)
+	g.apply(&r)
+	return r
+}
+
+// runStages runs the stages, and the per-resolver DNS checks beside them,
+// under the target's timeout. The stages' connection is closed when it
+// returns; the route says how to open another.
+func (p *Prober) runStages(base context.Context, r *Result) route {
 	ctx, cancel := context.WithTimeout(base, p.target.Timeout)
 	defer cancel()
-	r := Result{Target: &p.target, Path: p.path, Start: time.Now()}
 	// The dns stage asks the first resolver; the per-resolver checks reuse
 	// its answers and ask the others meanwhile. A hosts file answer is not
 	// reused: the check compares the pin with DNS.
@@ -187,7 +206,7 @@ func (p *Prober) Probe(ctx context.Context) Result {
 		spawn(ctx, &wg, func() { others = checkResolvers(ctx, rest, p.target.Host, p.target.ExpectCIDRs) })
 	}
 	var stage [2]answer
-	p.safeStages(ctx, base, &r, &stage)
+	rt := p.safeStages(ctx, r, &stage)
 	r.Duration = time.Since(r.Start)
 	wg.Wait()
 	if p.dnsChecks {
@@ -198,35 +217,37 @@ func (p *Prober) Probe(ctx context.Context) Result {
 		}
 		r.DNS = append(r.DNS, others...)
 	}
-	g.apply(&r)
-	return r
+	return rt
 }
 
 // safeStages runs the stages under the run's guard.
-func (p *Prober) safeStages(ctx, base context.Context, r *Result, stage *[2]answer) {
+func (p *Prober) safeStages(ctx context.Context, r *Result, stage *[2]answer) (rt route) {
 	g, _ := ctx.Value(guardKey{}).(*guard)
 	defer g.catch()
-	p.stages(ctx, base, r, stage)
+	return p.stages(ctx, r, stage)
 }
 
-// stages runs the stages in order, stopping at the first failure.
-func (p *Prober) stages(ctx, base context.Context, r *Result, stage *[2]answer) {
-	conn, dial := p.connect(ctx, r, stage)
+// stages runs the stages in order, stopping at the first failure, and
+// closes their connection before it returns.
+func (p *Prober) stages(ctx context.Context, r *Result, stage *[2]answer) route {
+	if p.forward != nil {
+		return p.forward.stages(ctx, r)
+	}
+	var rt route
+	conn := p.connect(ctx, r, stage, &rt)
 	if conn == nil {
-		return
+		return rt
 	}
 	stop := deadlineOnCancel(ctx, conn)
 	defer stop()
 	defer conn.Close()
 	if p.tls != nil {
 		var tc net.Conn
-		ok := r.run(StageTLS, func() (err *Error) {
+		if !r.run(StageTLS, func() (err *Error) {
 			tc, r.TLS, err = p.tls.handshake(ctx, conn)
 			return err
-		})
-		p.sweepIfDue(base, r, dial)
-		if !ok {
-			return
+		}) {
+			return rt
 		}
 		conn = tc
 	}
@@ -237,20 +258,23 @@ func (p *Prober) stages(ctx, base context.Context, r *Result, stage *[2]answer) 
 		})
 		clientCertVerdict(ctx, r, conn) // a refused client certificate shows only now
 	}
+	return rt
 }
 
 // connect runs the stages up to an open connection: dns and tcp on a
 // direct path, proxy on a proxy path. It returns nil when a stage failed
-// or the checks end before a connection; dial opens more connections the
-// same way, for the sweep.
-func (p *Prober) connect(ctx context.Context, r *Result, stage *[2]answer) (net.Conn, func(context.Context) (net.Conn, *Error)) {
+// or the checks end before a connection. It fills in rt for the extras:
+// the addresses the dns stage found, and once a connection opened, how to
+// open more the same way.
+func (p *Prober) connect(ctx context.Context, r *Result, stage *[2]answer, rt *route) net.Conn {
 	t := &p.target
 	if p.proxy != nil {
 		var conn net.Conn
 		if !r.run(StageProxy, func() (err *Error) { conn, err = p.proxy.dial(ctx); return err }) {
-			return nil, nil
+			return nil
 		}
-		return conn, p.proxy.dial
+		rt.dial = p.proxy.dial
+		return conn
 	}
 	var addrs []netip.Addr
 	if p.hostIP.IsValid() {
@@ -262,10 +286,11 @@ func (p *Prober) connect(ctx context.Context, r *Result, stage *[2]answer) (net.
 		}
 		return err
 	}) {
-		return nil, nil
+		return nil
 	}
+	rt.addrs = addrs
 	if !t.Has(targets.CheckTCP) && p.tls == nil && p.http == nil {
-		return nil, nil
+		return nil
 	}
 	dial := func(ctx context.Context) (net.Conn, *Error) { return dialAddrs(ctx, addrs, t.Port) }
 	last := p.tls == nil && p.http == nil // tcp is the deepest check
@@ -277,45 +302,10 @@ func (p *Prober) connect(ctx context.Context, r *Result, stage *[2]answer) (net.
 		}
 		return err
 	}) || last {
-		return nil, nil
+		return nil
 	}
-	return conn, dial
-}
-
-// sweepIfDue tries each TLS version alone on the first run and then every
-// sweep interval, and attaches the verdicts to the result. ctx is the
-// run's context without the probe's timeout: each handshake has its own.
-func (p *Prober) sweepIfDue(ctx context.Context, r *Result, dial func(context.Context) (net.Conn, *Error)) {
-	p.mu.Lock()
-	due := p.accepted == nil || time.Since(p.lastSweep) >= p.env.sweepInterval
-	accepted := p.accepted
-	p.mu.Unlock()
-	if due {
-		accepted = p.tls.sweep(ctx, p.target.Timeout, dial)
-		p.mu.Lock()
-		p.accepted, p.lastSweep = accepted, time.Now()
-		p.mu.Unlock()
-	}
-	if r.TLS == nil {
-		r.TLS = &TLSInfo{}
-	}
-	r.TLS.Accepted = accepted
-	if r.Err != nil && r.Err.Stage == StageTLS && onlyBelow(accepted, p.target.TLSMinVersion) {
-		r.Err = fail(TLSVersionUnsupported, fmt.Errorf("the server accepts only TLS versions below %s: %w", TLSVersionName(p.target.TLSMinVersion), r.Err.Err))
-	}
-}
-
-// onlyBelow reports whether some version below min was accepted and none
-// at or above it.
-func onlyBelow(accepted map[uint16]bool, min uint16) bool {
-	below := false
-	for v, ok := range accepted {
-		if ok && v >= min {
-			return false
-		}
-		below = below || ok
-	}
-	return below
+	rt.dial = dial
+	return conn
 }
 
 // Build returns a prober for every target of cfg over each of its paths,

@@ -25,6 +25,7 @@ type proxyDialer struct {
 	resolver *resolver
 	tls      *tls.Config // for https:// proxies
 	connect  []byte      // the CONNECT request, rendered once; holds the secret
+	auth     string      // the Proxy-Authorization value, or ""; a secret
 	authSent bool
 }
 
@@ -45,7 +46,8 @@ func newProxyDialer(proxy *url.URL, user, password, target string, res *resolver
 	fmt.Fprintf(&b, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n", target, target)
 	if user != "" {
 		pd.authSent = true
-		fmt.Fprintf(&b, "Proxy-Authorization: Basic %s\r\n", base64.StdEncoding.EncodeToString([]byte(user+":"+password)))
+		pd.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+password))
+		fmt.Fprintf(&b, "Proxy-Authorization: %s\r\n", pd.auth)
 	}
 	b.WriteString("\r\n")
 	pd.connect = []byte(b.String())
@@ -54,6 +56,24 @@ func newProxyDialer(proxy *url.URL, user, password, target string, res *resolver
 
 // dial returns a tunnel to the target: the proxy stage.
 func (pd *proxyDialer) dial(ctx context.Context) (net.Conn, *Error) {
+	conn, err := pd.dialProxy(ctx)
+	if err != nil {
+		return nil, err
+	}
+	stop := deadlineOnCancel(ctx, conn)
+	defer stop()
+	tunnel, err := pd.handshake(ctx, conn)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	conn.SetDeadline(noDeadline)
+	return tunnel, nil
+}
+
+// dialProxy resolves the proxy's host with the first resolver and opens a
+// TCP connection to it.
+func (pd *proxyDialer) dialProxy(ctx context.Context) (net.Conn, *Error) {
 	host := pd.proxy.Hostname()
 	port, _ := strconv.Atoi(pd.proxy.Port())
 	var addrs []netip.Addr
@@ -72,15 +92,7 @@ func (pd *proxyDialer) dial(ctx context.Context) (net.Conn, *Error) {
 		}
 		return nil, fail(ProxyUnreachable, fmt.Errorf("proxy %s: %w", pd.display, terr.Err))
 	}
-	stop := deadlineOnCancel(ctx, conn)
-	defer stop()
-	tunnel, err := pd.handshake(ctx, conn)
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	conn.SetDeadline(noDeadline)
-	return tunnel, nil
+	return conn, nil
 }
 
 func (pd *proxyDialer) handshake(ctx context.Context, conn net.Conn) (net.Conn, *Error) {

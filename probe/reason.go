@@ -115,7 +115,7 @@ var reasons = map[Reason]reasonInfo{
 	TLSChainIncomplete:    {StageTLS, "the server sends an incomplete chain (an intermediate is missing) that verifies once the issuer is fetched from its AIA URL: agents that cannot fetch it fail; fix the server's chain, or allow the AIA host through the proxy"},
 	TLSHostnameMismatch:   {StageTLS, "the certificate is for another name: a proxy, captive portal or wrong DNS answer is serving this host; check DNS and exempt the host from inspection"},
 	TLSExpired:            {StageTLS, "the certificate is expired or not yet valid: fix this host's clock (NTP) or an inspection device that signs with stale certificates"},
-	TLSIntercepted:        {StageTLS, "the certificate is not from the expected issuer: a TLS-inspecting proxy re-signs this host; exempt it from inspection (agents pin the vendor's chain)"},
+	TLSIntercepted:        {StageTLS, "a TLS-inspecting proxy re-signs this host and the agent will reject it (it pins the vendor's certificates, or the issuer is not the pinned one): exempt the host from TLS inspection in the proxy or firewall"},
 	TLSIssuerChanged:      {StageTLS, "the certificate verifies against the public roots but its issuer is not the pinned one: the vendor rotated its CA; check the vendor's notice and update pin_issuer (and any pinned agents)"},
 	TLSError:              {StageTLS, "TLS failed: check egress to the host and any device that inspects TLS"},
 

@@ -8,8 +8,11 @@ import (
 
 // Result is what one run of a probe found. Err is nil on success.
 type Result struct {
-	Target   *targets.Target
-	Path     string
+	Target *targets.Target
+	Path   string
+	// Version is the version of the prober that ran (Prober.Version): a
+	// store drops the late result of a prober that a reload replaced.
+	Version  string
 	Start    time.Time
 	Duration time.Duration
 	Err      *Error
@@ -76,13 +79,38 @@ type DNSResult struct {
 }
 
 // run times one stage and records it; it reports whether the stage passed.
+// A failure that belongs to a stage that already ran (a proxy's own answer
+// read at the http stage) is recorded as that stage's: it fails, and the
+// time is added to it, so the stages still name each stage once (one
+// series per stage).
 func (r *Result) run(stage Stage, f func() *Error) bool {
 	start := time.Now()
 	err := f()
-	r.Stages = append(r.Stages, StageResult{Stage: stage, Success: err == nil, Duration: time.Since(start)})
+	d := time.Since(start)
+	if err != nil && err.Stage != stage {
+		for i := range r.Stages {
+			if r.Stages[i].Stage == err.Stage {
+				r.Stages[i].Success = false
+				r.Stages[i].Duration += d
+				r.Err = err
+				return false
+			}
+		}
+	}
+	r.Stages = append(r.Stages, StageResult{Stage: stage, Success: err == nil, Duration: d})
 	if err != nil {
 		r.Err = err
 		return false
 	}
 	return true
+}
+
+// ran reports whether the stage ran, passed or failed.
+func (r *Result) ran(stage Stage) bool {
+	for _, s := range r.Stages {
+		if s.Stage == stage {
+			return true
+		}
+	}
+	return false
 }

@@ -82,6 +82,7 @@ type tlsProber struct {
 	trusted *x509.CertPool
 	pin     string
 	min     uint16
+	chain   chainCheck // chain.go: AIA completion, inspection = "breaks"
 }
 
 func newTLSProber(host string, min uint16, alpn []string, legit, trusted *x509.CertPool, pin string) *tlsProber {
@@ -121,6 +122,7 @@ func (tp *tlsProber) handshake(ctx context.Context, conn net.Conn) (net.Conn, *T
 	leaf := st.PeerCertificates[0]
 	info.Issuer = issuerName(leaf)
 	chain, intercepted, verr := tp.verify(st.PeerCertificates)
+	intercepted, verr = tp.judgeChain(ctx, st.PeerCertificates, intercepted, verr)
 	info.Intercepted = intercepted
 	info.NotAfter = earliestExpiry(chain, leaf)
 	if verr == nil {

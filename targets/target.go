@@ -43,8 +43,11 @@ type Target struct {
 	HTTP          HTTPCheck
 	ExpectCIDRs   []netip.Prefix
 	PinIssuer     string
-	Interval      time.Duration
-	Timeout       time.Duration
+	// Inspection is InspectionBreaks for a target whose agent pins
+	// certificates: an intercepted chain fails instead of passing.
+	Inspection string
+	Interval   time.Duration
+	Timeout    time.Duration
 
 	// Pos is "file:line" of the target's [[target]] header.
 	Pos string
@@ -56,6 +59,11 @@ type HTTPCheck struct {
 	ExpectStatus []int          // empty: any response proves reachability
 	ExpectBody   *regexp.Regexp // nil: no body check
 }
+
+// InspectionBreaks is the only value of a target's inspection key: TLS
+// inspection breaks the agent (it pins the vendor's certificates), so a
+// chain that a trusted inspection CA re-signed fails with tls_intercepted.
+const InspectionBreaks = "breaks"
 
 // ID names the target uniquely across the catalog and the config.
 func (t Target) ID() string { return t.Vendor + "/" + t.Region + "/" + t.Name }
@@ -81,6 +89,7 @@ type Spec struct {
 	HTTP          *HTTPSpec `toml:"http"`
 	ExpectCIDRs   []string  `toml:"expect_cidrs"`
 	PinIssuer     string    `toml:"pin_issuer"`
+	Inspection    string    `toml:"inspection"`
 	Interval      string    `toml:"interval"`
 	Timeout       string    `toml:"timeout"`
 }
@@ -161,6 +170,16 @@ func (s Spec) Resolve(d Defaults, vendor, region string, at Locator) (Target, []
 	}
 	if t.Interval > 0 && t.Timeout > t.Interval {
 		bad("timeout", "%s is longer than the interval %s", t.Timeout, t.Interval)
+	}
+
+	switch s.Inspection {
+	case "", InspectionBreaks:
+		t.Inspection = s.Inspection
+	default:
+		bad("inspection", "%q is not a known value (known: %q)", s.Inspection, InspectionBreaks)
+	}
+	if t.Inspection != "" && t.Checks != nil && !t.Has(CheckTLS) {
+		bad("inspection", "set without the tls check, the only one it applies to")
 	}
 
 	t.HTTP.Path = "/"

@@ -45,6 +45,10 @@ type CA struct {
 	Key crypto.Signer
 	// PEM is Cert, PEM encoded.
 	PEM []byte
+	// IssuerURLs, when set before issuing, go into every certificate the
+	// CA issues as its AIA caIssuers URLs: where a client fetches the
+	// CA's own certificate when a server leaves it out of the chain.
+	IssuerURLs []string
 
 	// chain holds the DER of the intermediates between this CA and the
 	// root, this CA first; empty for a root.
@@ -165,6 +169,7 @@ func (ca *CA) issue(hosts []string, notBefore, notAfter time.Time, opts ...CertO
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
+		IssuingCertificateURL: ca.IssuerURLs,
 	}
 	if len(hosts) > 0 {
 		tmpl.Subject.CommonName = hosts[0]

@@ -43,6 +43,10 @@ type ConnectRequest struct {
 	Target string
 	// ProxyAuthorization is the Proxy-Authorization header as sent, or "".
 	ProxyAuthorization string
+	// Method is "GET" (or another method) for a request forwarded in
+	// absolute form, and empty for CONNECT; URI is then the request's
+	// absolute URI.
+	Method, URI string
 }
 
 // ProxyOption configures NewProxy.
@@ -56,6 +60,7 @@ type proxyOptions struct {
 	upstream    map[string]string
 	listenCA    *CA
 	interceptCA *CA
+	squid       bool // SquidErrors
 }
 
 // BasicAuth makes the proxy require Basic credentials user and pass: a
@@ -108,7 +113,8 @@ func Intercept(ca *CA) ProxyOption {
 
 // NewProxy starts a CONNECT proxy on 127.0.0.1:0 and closes it when the
 // test ends. Without options it tunnels to loopback IP literals and
-// requires no authentication. Requests other than CONNECT are answered 405.
+// requires no authentication. An absolute-form request for an http:// URL
+// is forwarded (see forward); other requests are answered 405.
 func NewProxy(t testing.TB, opts ...ProxyOption) *Proxy {
 	t.Helper()
 	p := &Proxy{conns: make(map[net.Conn]struct{})}
@@ -208,6 +214,10 @@ func (p *Proxy) serve(c net.Conn) {
 	br := bufio.NewReader(c)
 	req, err := http.ReadRequest(br)
 	if err != nil {
+		return
+	}
+	if req.Method != http.MethodConnect && req.URL.Scheme == "http" && req.URL.Host != "" {
+		p.forward(c, req)
 		return
 	}
 	if req.Method != http.MethodConnect {
