@@ -69,6 +69,9 @@ type Resolver struct {
 	Name     string
 	Servers  []string // host:port
 	Protocol string   // "udp" (falls back to tcp on truncation) or "tcp"
+	// Search are the search domains WPAD looks in: the resolver's search
+	// key, or else the search line of resolv.conf.
+	Search []string
 }
 
 // Path is a way out of the site: direct, or through a proxy.
@@ -85,6 +88,9 @@ type Path struct {
 	Password    string // secret: never log, print or label it
 	CAFile      string
 	CACerts     []*x509.Certificate // the inspection CA: extra trust on this path
+	// PAC, for proxy = "pac" or "wpad", is where the PAC file that picks
+	// the proxy per target comes from; nil for other paths.
+	PAC *PACSource
 }
 
 // ProxyEnv is the proxy environment an environment path decides with.
@@ -93,7 +99,7 @@ type ProxyEnv struct {
 }
 
 // Direct reports whether the path connects without a proxy.
-func (p Path) Direct() bool { return p.Proxy == nil && !p.Environment }
+func (p Path) Direct() bool { return p.Proxy == nil && !p.Environment && p.PAC == nil }
 
 // Trust is the [trust] table: roots legitimate for the targets.
 type Trust struct {
@@ -159,6 +165,8 @@ type loader struct {
 	opts Options
 	errs []error
 	warn []string
+	// search are the first resolver's search domains, for wpad paths.
+	search []string
 }
 
 // bad records a problem at a key path ("path.1.password_file").
@@ -250,6 +258,10 @@ func (l *loader) resolvers(specs []resolverSpec) []Resolver {
 			}
 			res.Servers = servers
 		}
+		res.Search = r.Search
+		if r.Search == nil {
+			res.Search = systemSearch(l.opts.ResolvConf)
+		}
 		for j, srv := range r.Servers {
 			addr, err := serverAddr(srv)
 			if err != nil {
@@ -258,6 +270,9 @@ func (l *loader) resolvers(specs []resolverSpec) []Resolver {
 			res.Servers = append(res.Servers, addr)
 		}
 		out = append(out, res)
+	}
+	if len(out) > 0 {
+		l.search = out[0].Search
 	}
 	return out
 }
