@@ -46,6 +46,7 @@ type Config struct {
 	Resolvers []Resolver // at least one; dialing uses the first
 	Paths     []Path     // direct first when enabled
 	Trust     Trust
+	Metrics   Metrics
 	// Warnings are problems that do not stop the load (a password file
 	// that others can read), each with file:line; callers log them.
 	Warnings []string
@@ -53,6 +54,15 @@ type Config struct {
 	// local [[target]]s, with daemon defaults applied: Interval, Timeout
 	// and TLSMinVersion are set and Paths lists the paths to probe over.
 	Targets []targets.Target
+}
+
+// Metrics is the [metrics] table: what /metrics exports beyond the
+// default series budget (DESIGN §7).
+type Metrics struct {
+	// StageHistograms exports reachd_probe_stage_duration_seconds, a
+	// histogram per probe and stage: 13 series a stage, three quarters of a
+	// scrape when on.
+	StageHistograms bool
 }
 
 // Defaults is the [defaults] table after validation.
@@ -190,6 +200,7 @@ func (l *loader) build(s *spec) *Config {
 	cfg.Resolvers = l.resolvers(s.Resolver)
 	cfg.Paths = l.paths(s)
 	cfg.Trust = Trust{CAFiles: s.Trust.CAFiles}
+	cfg.Metrics = Metrics{StageHistograms: s.Metrics.StageHistograms}
 	for i, f := range s.Trust.CAFiles {
 		certs, err := readCerts(l.file(f))
 		if err != nil {

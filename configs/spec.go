@@ -11,6 +11,7 @@ type spec struct {
 	Resolver   []resolverSpec `toml:"resolver"`
 	Path       []pathSpec     `toml:"path"`
 	Trust      trustSpec      `toml:"trust"`
+	Metrics    metricsSpec    `toml:"metrics"`
 	Use        []useSpec      `toml:"use"`
 	Target     []targets.Spec `toml:"target"`
 }
@@ -40,6 +41,10 @@ type pathSpec struct {
 	CAFile       string `toml:"ca_file"`
 	PACURL       string `toml:"pac_url"`  // proxy = "pac"
 	PACFile      string `toml:"pac_file"` // proxy = "pac"
+}
+
+type metricsSpec struct {
+	StageHistograms bool `toml:"stage_histograms"`
 }
 
 type trustSpec struct {
