@@ -52,18 +52,18 @@ type Attempt struct {
 // Discover tries the WPAD candidates of domains in order and returns the
 // URL of the first whose host resolves (through resolve, the first
 // resolver) and that serves a PAC that compiles, with every attempt up to
-// it, for reports.
-func Discover(ctx context.Context, domains []string, resolve func(ctx context.Context, host string) ([]netip.Addr, error), env Env) (string, []Attempt, error) {
+// it, for reports, and the PAC file's bytes.
+func Discover(ctx context.Context, domains []string, resolve func(ctx context.Context, host string) ([]netip.Addr, error), env Env) (string, []byte, []Attempt, error) {
 	cands := Candidates(domains)
 	if len(cands) == 0 {
-		return "", nil, fmt.Errorf("WPAD: no search domain to look in (%q)", domains)
+		return "", nil, nil, fmt.Errorf("WPAD: no search domain to look in (%q)", domains)
 	}
 	var tried []Attempt
 	for _, u := range cands {
-		err := tryCandidate(ctx, u, resolve, env)
+		src, err := tryCandidate(ctx, u, resolve, env)
 		tried = append(tried, Attempt{URL: u, Err: err})
 		if err == nil {
-			return u, tried, nil
+			return u, src, tried, nil
 		}
 		if ctx.Err() != nil {
 			break
@@ -73,28 +73,28 @@ func Discover(ctx context.Context, domains []string, resolve func(ctx context.Co
 	for _, a := range tried {
 		errs = append(errs, fmt.Errorf("%s: %w", a.URL, a.Err))
 	}
-	return "", tried, fmt.Errorf("WPAD: no PAC found: %w", errors.Join(errs...))
+	return "", nil, tried, fmt.Errorf("WPAD: no PAC found: %w", errors.Join(errs...))
 }
 
-func tryCandidate(ctx context.Context, u string, resolve func(ctx context.Context, host string) ([]netip.Addr, error), env Env) error {
+func tryCandidate(ctx context.Context, u string, resolve func(ctx context.Context, host string) ([]netip.Addr, error), env Env) ([]byte, error) {
 	host := hostOf(u)
 	addrs, err := resolve(ctx, host)
 	if err != nil {
-		return fmt.Errorf("%s does not resolve: %w", host, err)
+		return nil, fmt.Errorf("%s does not resolve: %w", host, err)
 	}
 	if len(addrs) == 0 {
-		return fmt.Errorf("%s has no address", host)
+		return nil, fmt.Errorf("%s has no address", host)
 	}
 	fetch, err := URL(u, resolve)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	src, err := fetch(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := Compile(u, src, env); err != nil {
-		return err
+		return nil, err
 	}
-	return nil
+	return src, nil
 }

@@ -40,11 +40,11 @@ func TestDiscover(t *testing.T) {
 	testPort = port
 	t.Cleanup(func() { testPort = "" })
 	resolve := loopbackNames("wpad.branch.corp.reachd.test", "wpad.corp.reachd.test", "wpad.reachd.test")
-	u, tried, err := Discover(context.Background(), []string{"site.branch.corp.reachd.test"}, resolve, testEnv())
+	u, src, tried, err := Discover(context.Background(), []string{"site.branch.corp.reachd.test"}, resolve, testEnv())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u != "http://wpad.corp.reachd.test/wpad.dat" || len(tried) != 3 {
+	if u != "http://wpad.corp.reachd.test/wpad.dat" || len(tried) != 3 || string(src) != goodPAC {
 		t.Fatalf("found %q after %v", u, tried)
 	}
 	if !strings.Contains(tried[0].Err.Error(), "wpad.site.branch.corp.reachd.test does not resolve") ||
@@ -55,11 +55,11 @@ func TestDiscover(t *testing.T) {
 		t.Errorf("asked past the first PAC")
 	}
 
-	_, tried, err = Discover(context.Background(), []string{"elsewhere.example"}, resolve, testEnv())
+	_, _, tried, err = Discover(context.Background(), []string{"elsewhere.example"}, resolve, testEnv())
 	if err == nil || len(tried) != 1 || !strings.Contains(err.Error(), "WPAD: no PAC found: http://wpad.elsewhere.example/wpad.dat: wpad.elsewhere.example does not resolve") {
 		t.Errorf("err %v, tried %v", err, tried)
 	}
-	if _, _, err := Discover(context.Background(), nil, resolve, testEnv()); err == nil || !strings.Contains(err.Error(), "no search domain") {
+	if _, _, _, err := Discover(context.Background(), nil, resolve, testEnv()); err == nil || !strings.Contains(err.Error(), "no search domain") {
 		t.Errorf("err %v", err)
 	}
 }
