@@ -231,3 +231,22 @@ func (pp *pacProber) choose(ctx context.Context, info *PACInfo) (conn net.Conn, 
 	}
 	return nil, nil, false, last
 }
+
+// WPADReport is what WPAD discovery found for a config.
+type WPADReport struct {
+	Resolver string        // the first resolver, which WPAD asks
+	Domains  []string      // its search domains
+	Found    string        // the URL of the PAC found; empty when none
+	Attempts []pac.Attempt // every candidate tried, in order
+}
+
+// DiscoverWPAD looks for the PAC by WPAD as a wpad path does: the
+// candidates of the first resolver's search domains, in order.
+func DiscoverWPAD(ctx context.Context, cfg *configs.Config) (WPADReport, error) {
+	first := cfg.Resolvers[0]
+	res := newResolver(first)
+	rep := WPADReport{Resolver: first.Name, Domains: first.Search}
+	found, _, tried, err := pac.Discover(ctx, first.Search, res.addrs, pac.Env{Resolve: res.addrs, MyAddrs: myAddrs(res)})
+	rep.Found, rep.Attempts = found, tried
+	return rep, err
+}
