@@ -197,6 +197,13 @@ proxy = "wpad"
 		}
 	}
 
+	t.Run("the text report names the carrier", func(t *testing.T) {
+		_, out, _ := runReachd(t, ctx, nil, "check", "--config.file", file, "--target", "failover", "--path", "pac")
+		if err := contains(out, "pac: PROXY "+dead+"; "+want["failover"]+"; DIRECT → carried by "+want["failover"]+" ("+pacURL+")"); err != nil {
+			t.Errorf("%v\n%s", err, out)
+		}
+	})
+
 	t.Run("check --wpad", func(t *testing.T) {
 		code, out, stderr := runReachd(t, ctx, nil, "check", "--config.file", file, "--wpad")
 		if code != 0 {

@@ -35,7 +35,7 @@ type Loader struct {
 // NewLoader returns a loader of source (named in errors) that reads it
 // with fetch; call Refresh to load it.
 func NewLoader(source string, fetch Fetcher, env Env) *Loader {
-	return &Loader{source: source, fetch: fetch, env: env, err: errors.New("not fetched yet")}
+	return &Loader{source: source, fetch: fetch, env: env, err: fmt.Errorf("PAC %s: not fetched yet", source)}
 }
 
 // Source is the URL or file the loader reads.
