@@ -68,27 +68,6 @@ func (l *Loader) Current() (*Script, time.Time, error) {
 	return l.script, l.fetched, l.err
 }
 
-// Run refreshes the script every interval until ctx ends; onErr, when
-// not nil, is told each refresh's outcome (nil for success), so the
-// caller can log changes.
-func (l *Loader) Run(ctx context.Context, interval time.Duration, timeout time.Duration, onErr func(error)) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			rctx, cancel := context.WithTimeout(ctx, timeout)
-			err := l.Refresh(rctx)
-			cancel()
-			if onErr != nil {
-				onErr(err)
-			}
-		}
-	}
-}
-
 // File reads a PAC file from disk.
 func File(path string) Fetcher {
 	return func(context.Context) ([]byte, error) {
