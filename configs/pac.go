@@ -4,8 +4,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-
-	"github.com/miekg/dns"
 )
 
 // PACSource is where a pac or wpad path gets its PAC file: exactly one
@@ -80,14 +78,4 @@ func (l *loader) pacKeysUnused(key string, ps pathSpec) {
 	if ps.PACFile != "" {
 		l.bad(key+".pac_file", "path.pac_file", "only a path with proxy = \"pac\" has a PAC file")
 	}
-}
-
-// systemSearch returns the search domains of a resolv.conf file; none
-// when it cannot be read.
-func systemSearch(resolvConf string) []string {
-	cc, err := dns.ClientConfigFromFile(resolvConf)
-	if err != nil {
-		return nil
-	}
-	return cc.Search
 }

@@ -28,7 +28,7 @@ type resolverSpec struct {
 	Name     string   `toml:"name"`
 	Servers  []string `toml:"servers"`
 	Protocol string   `toml:"protocol"`
-	Search   []string `toml:"search"` // WPAD's search domains; default: resolv.conf's
+	Search   []string `toml:"search"` // default, without servers: resolv.conf's
 }
 
 type pathSpec struct {
