@@ -105,24 +105,48 @@ func (r *resolver) addrs(ctx context.Context, host string) ([]netip.Addr, error)
 	return addrs, nil
 }
 
-// myAddrs is the address this host sends from towards the first
-// resolver, what myIpAddress answers: a UDP socket is connected to learn
-// it, which sends nothing.
+// myAddrs are the addresses myIpAddress and myIpAddressEx answer: the
+// address this host sends from towards the first resolver (a UDP socket
+// is connected to learn it, which sends nothing). When that is loopback
+// (a local stub resolver such as 127.0.0.53), the host's global unicast
+// interface addresses are taken instead, IPv4 first, since PACs test
+// myIpAddress() against the site's subnets.
 func myAddrs(res *resolver) []netip.Addr {
-	if len(res.servers) == 0 {
-		return nil
-	}
-	c, err := net.Dial("udp", res.servers[0])
-	if err != nil {
-		return nil
-	}
-	defer c.Close()
-	if a, ok := c.LocalAddr().(*net.UDPAddr); ok {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok {
-			return []netip.Addr{ip.Unmap()}
+	var out []netip.Addr
+	if len(res.servers) > 0 {
+		if c, err := net.Dial("udp", res.servers[0]); err == nil {
+			if a, ok := c.LocalAddr().(*net.UDPAddr); ok {
+				if ip, ok := netip.AddrFromSlice(a.IP); ok {
+					out = append(out, ip.Unmap())
+				}
+			}
+			c.Close()
 		}
 	}
-	return nil
+	if len(out) == 1 && !out[0].IsLoopback() {
+		return out
+	}
+	ifaddrs, _ := net.InterfaceAddrs()
+	var v4, v6 []netip.Addr
+	for _, a := range ifaddrs {
+		n, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(n.IP)
+		if !ok || !ip.Unmap().IsGlobalUnicast() {
+			continue
+		}
+		if ip = ip.Unmap(); ip.Is4() {
+			v4 = append(v4, ip)
+		} else {
+			v6 = append(v6, ip)
+		}
+	}
+	if all := append(v4, v6...); len(all) > 0 {
+		return all
+	}
+	return out
 }
 
 // pacProber is the part of a prober on a pac or wpad path: the route,

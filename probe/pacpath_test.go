@@ -172,3 +172,33 @@ func TestPACFetch(t *testing.T) {
 		}
 	}
 }
+
+// TestMyAddrs: behind a loopback stub resolver, myIpAddress answers the
+// host's own interface addresses, never loopback while there are some.
+func TestMyAddrs(t *testing.T) {
+	got := myAddrs(newResolver(configs.Resolver{Name: "stub", Servers: []string{"127.0.0.53:53"}, Protocol: "udp"}))
+	ifaces, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	global := 0
+	for _, a := range ifaces {
+		if n, ok := a.(*net.IPNet); ok && n.IP.IsGlobalUnicast() {
+			global++
+		}
+	}
+	if len(got) == 0 {
+		t.Fatal("no address")
+	}
+	for _, a := range got {
+		if a.IsLoopback() && global > 0 {
+			t.Errorf("%v: loopback although the host has %d global addresses", got, global)
+		}
+	}
+	if global == 0 && got[0].String() != "127.0.0.1" {
+		t.Errorf("%v, want 127.0.0.1 on a host without global addresses", got)
+	}
+	if len(got) > 1 && got[0].Is6() && got[len(got)-1].Is4() {
+		t.Errorf("%v: IPv4 comes first", got)
+	}
+}
