@@ -202,3 +202,31 @@ func TestMyAddrs(t *testing.T) {
 		t.Errorf("%v: IPv4 comes first", got)
 	}
 }
+
+// TestPACPathCredentials: the path's credentials go to whichever proxy
+// the PAC picks.
+func TestPACPathCredentials(t *testing.T) {
+	l := newLab(t)
+	vendor := l.server("vendor.reachd.test")
+	authed := probetest.NewProxy(t, probetest.BasicAuth("svc", "s3cret-pw"),
+		probetest.Upstream(map[string]string{"vendor.reachd.test:443": vendor.Addr}))
+	pf := l.pacServer(`function FindProxyForURL(u, h) { return "PROXY ` + authed.URL.Host + `"; }`)
+	for _, tt := range []struct {
+		user, pass string
+		reason     Reason
+	}{
+		{"svc", "s3cret-pw", ""},
+		{"", "", ProxyAuthRequired},
+	} {
+		path := configs.Path{Name: "pac", PAC: &configs.PACSource{URL: pf.URL}, Username: tt.user, Password: tt.pass}
+		r := l.probe(target("vendor.reachd.test", 443), path, l.config())
+		stage := Stage("")
+		if tt.reason != "" {
+			stage = StageProxy
+		}
+		assertOutcome(t, r, stage, tt.reason, "")
+	}
+	if reqs := authed.Requests(); len(reqs) == 0 || reqs[0].ProxyAuthorization != basic("svc", "s3cret-pw") {
+		t.Errorf("requests %+v", reqs)
+	}
+}
