@@ -251,6 +251,7 @@ func (p *Prober) stages(ctx, base context.Context, r *Result, stage *[2]answer) 
 			r.HTTP, err = p.http.do(conn)
 			return err
 		})
+		clientCertVerdict(ctx, r, conn) // a refused client certificate shows only now
 	}
 }
 

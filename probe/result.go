@@ -37,11 +37,15 @@ type StageResult struct {
 type TLSInfo struct {
 	Version     uint16
 	Cipher      string
-	Issuer      string // the issuing CA of the leaf (its Common Name)
-	Intercepted bool   // the chain anchors only in a private (trusted, not legitimate) CA
-	NotAfter    time.Time
-	// Accepted holds the last sweep's verdict per version; nil before
-	// the first sweep.
+	Issuer      string    // the issuing CA of the leaf (its Common Name)
+	Intercepted bool      // the chain anchors only in a private (trusted, not legitimate) CA
+	NotAfter    time.Time // earliest expiry of the verified chain; the leaf's when none verified
+	// ClientCertRequested: the server sent a CertificateRequest (reachd,
+	// like an agent without a certificate, presents none). A handshake that
+	// failed after the request still returns a TLSInfo with only this set.
+	ClientCertRequested bool
+	// Accepted holds the last sweep's verdict per version: true accepted,
+	// false rejected on the wire, absent unknown; nil before the first sweep.
 	Accepted map[uint16]bool
 }
 
