@@ -83,9 +83,13 @@ type Resolver struct {
 	// host's own resolution, so it asks the hosts file first and applies
 	// resolv.conf's search list and ndots to names, as the OS does.
 	System    bool
-	HostsFile string   // System only: the hosts file (Options.HostsFile)
-	Search    []string // System only: resolv.conf's search domains
-	Ndots     int      // System only: resolv.conf's ndots (default 1)
+	HostsFile string // System only: the hosts file (Options.HostsFile)
+	// Search are the search domains: the resolver's search key, or else,
+	// for a System resolver, resolv.conf's search line. A System resolver
+	// applies them to names; WPAD looks for wpad.<domain> in those of the
+	// first resolver.
+	Search []string
+	Ndots  int // System only: resolv.conf's ndots (default 1)
 }
 
 // Path is a way out of the site: direct, or through a proxy.
@@ -102,6 +106,9 @@ type Path struct {
 	Password    string // secret: never log, print or label it
 	CAFile      string
 	CACerts     []*x509.Certificate // the inspection CA: extra trust on this path
+	// PAC, for proxy = "pac" or "wpad", is where the PAC file that picks
+	// the proxy per target comes from; nil for other paths.
+	PAC *PACSource
 }
 
 // ProxyEnv is the proxy environment an environment path decides with.
@@ -110,7 +117,7 @@ type ProxyEnv struct {
 }
 
 // Direct reports whether the path connects without a proxy.
-func (p Path) Direct() bool { return p.Proxy == nil && !p.Environment }
+func (p Path) Direct() bool { return p.Proxy == nil && !p.Environment && p.PAC == nil }
 
 // Trust is the [trust] table: roots legitimate for the targets.
 type Trust struct {
@@ -180,6 +187,8 @@ type loader struct {
 	opts Options
 	errs []error
 	warn []string
+	// search are the first resolver's search domains, for wpad paths.
+	search []string
 }
 
 // bad records a problem at a key path ("path.1.password_file").
@@ -276,6 +285,9 @@ func (l *loader) resolvers(specs []resolverSpec) []Resolver {
 				res.Search, res.Ndots = cc.Search, cc.Ndots
 			}
 		}
+		if r.Search != nil {
+			res.Search = r.Search
+		}
 		for j, srv := range r.Servers {
 			addr, err := serverAddr(srv)
 			if err != nil {
@@ -284,6 +296,9 @@ func (l *loader) resolvers(specs []resolverSpec) []Resolver {
 			res.Servers = append(res.Servers, addr)
 		}
 		out = append(out, res)
+	}
+	if len(out) > 0 {
+		l.search = out[0].Search
 	}
 	return out
 }

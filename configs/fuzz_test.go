@@ -73,7 +73,7 @@ func (w *fuzzWorld) inside(name string) bool {
 func (w *fuzzWorld) safe(s *spec) bool {
 	names := append([]string{s.CatalogDir}, s.Trust.CAFiles...)
 	for _, p := range s.Path {
-		names = append(names, p.PasswordFile, p.CAFile)
+		names = append(names, p.PasswordFile, p.CAFile, p.PACFile)
 	}
 	for _, n := range names {
 		if !w.inside(n) {

@@ -46,7 +46,9 @@ func (l *loader) path(key string, ps pathSpec) Path {
 	p := Path{Name: ps.Name, Username: ps.Username, CAFile: l.file(ps.CAFile)}
 	switch ps.Proxy {
 	case "":
-		l.bad(key, "path.proxy", "missing: an http:// or https:// proxy URL, or \"environment\"")
+		l.bad(key, "path.proxy", "missing: an http:// or https:// proxy URL, \"environment\", \"pac\" or \"wpad\"")
+	case "pac", "wpad":
+		p.PAC = l.pac(key, ps)
 	case "environment":
 		p.Environment = true
 		p.ProxyEnv = ProxyEnv{HTTPSProxy: l.env("HTTPS_PROXY"), HTTPProxy: l.env("HTTP_PROXY"), NoProxy: l.env("NO_PROXY")}
@@ -77,6 +79,9 @@ func (l *loader) path(key string, ps pathSpec) Path {
 		}
 	}
 
+	if ps.Proxy != "pac" {
+		l.pacKeysUnused(key, ps)
+	}
 	if ps.Password != "" {
 		l.bad(key+".password", "path.password", "passwords are never written inline: use password_file or password_env")
 	}

@@ -28,6 +28,7 @@ type resolverSpec struct {
 	Name     string   `toml:"name"`
 	Servers  []string `toml:"servers"`
 	Protocol string   `toml:"protocol"`
+	Search   []string `toml:"search"` // default, without servers: resolv.conf's
 }
 
 type pathSpec struct {
@@ -38,6 +39,8 @@ type pathSpec struct {
 	PasswordFile string `toml:"password_file"`
 	PasswordEnv  string `toml:"password_env"`
 	CAFile       string `toml:"ca_file"`
+	PACURL       string `toml:"pac_url"`  // proxy = "pac"
+	PACFile      string `toml:"pac_file"` // proxy = "pac"
 }
 
 type metricsSpec struct {

@@ -122,6 +122,7 @@ type pageCell struct {
 	Stages                              []pageStage
 	TLS                                 *pageTLS
 	HTTP                                *pageHTTP
+	PAC                                 *probe.PACInfo // pac and wpad paths: what the PAC chose
 	DNS                                 []pageDNS
 	History                             pageHistory
 }
@@ -364,6 +365,7 @@ func newCell(e *Entry, now time.Time) pageCell {
 			c.HTTP.Skewed = h.ClockSkew.Abs() > time.Minute
 		}
 	}
+	c.PAC = r.PAC
 	for _, q := range r.DNS {
 		c.DNS = append(c.DNS, pageDNS{Resolver: q.Resolver, QType: q.QType, Rcode: q.Rcode, Reason: string(q.Reason),
 			Duration: latency(q.Duration), Answers: q.Answers, OK: q.Success})

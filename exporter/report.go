@@ -33,6 +33,7 @@ type ResultReport struct {
 	Stages          []StageReport `json:"stages"`
 	TLS             *TLSReport    `json:"tls"`
 	HTTP            *HTTPReport   `json:"http"`
+	PAC             *PACReport    `json:"pac,omitempty"` // pac and wpad paths only
 }
 
 // StageReport is one stage of a run.
@@ -80,6 +81,17 @@ type DNSReport struct {
 	Warning string `json:"warning,omitempty"`
 }
 
+// PACReport is what the PAC of a pac or wpad path chose for the result:
+// the file (for wpad, the URL found), its answer for the target, the
+// entry that carried the probe ("PROXY b:8080", "DIRECT"; empty when
+// none did) and the last refetch's error while an older copy is in use.
+type PACReport struct {
+	Source     string `json:"source"`
+	Answer     string `json:"answer"`
+	ProxyUsed  string `json:"proxy_used"`
+	FetchError string `json:"fetch_error,omitempty"`
+}
+
 // NewResultReport turns a result into its JSON form.
 func NewResultReport(r *probe.Result) ResultReport {
 	t := r.Target
@@ -116,6 +128,9 @@ func NewResultReport(r *probe.Result) ResultReport {
 			hr.ClockSkewSeconds = &s
 		}
 		out.HTTP = hr
+	}
+	if p := r.PAC; p != nil {
+		out.PAC = &PACReport{Source: p.Source, Answer: p.Answer, ProxyUsed: p.Used, FetchError: p.FetchError}
 	}
 	return out
 }

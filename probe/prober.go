@@ -33,6 +33,9 @@ type Env struct {
 	settle        time.Duration // SettleTime; tests under load raise it
 	userAgent     string
 	fingerprint   string // of everything above, for reload comparisons
+	// pacs are the PAC files of the pac and wpad paths, by path name,
+	// shared by the probers of each path.
+	pacs map[string]*pacRoute
 }
 
 // NewEnv builds the shared environment of cfg. userAgent is sent with
@@ -58,6 +61,12 @@ func NewEnv(cfg *configs.Config, userAgent string) *Env {
 		h.Write(c.Raw)
 	}
 	fmt.Fprintf(h, "sweep %s ua %s\n", e.sweepInterval, userAgent)
+	e.pacs = map[string]*pacRoute{}
+	for _, p := range cfg.Paths {
+		if p.PAC != nil {
+			e.pacs[p.Name] = newPACRoute(p.PAC, e.resolvers[0], cfg.Defaults.Interval)
+		}
+	}
 	e.fingerprint = hex.EncodeToString(h.Sum(nil))
 	return e
 }
@@ -70,6 +79,7 @@ type Prober struct {
 	env      *Env
 	resolver *resolver
 	proxy    *proxyDialer // nil: direct
+	pac      *pacProber   // a pac or wpad path: the PAC picks the proxy per run
 	tls      *tlsProber   // nil: no tls check
 	http     *httpProber  // nil: no http check
 	key      string
@@ -95,7 +105,13 @@ func New(t targets.Target, p configs.Path, env *Env) *Prober {
 			trusted.AddCert(c)
 		}
 	}
-	if proxy := proxyFor(t, p); proxy != nil {
+	if p.PAC != nil {
+		route := env.pacs[p.Name]
+		if route == nil {
+			route = newPACRoute(p.PAC, pr.resolver, t.Interval)
+		}
+		pr.pac = newPACProber(route, t, p, pr.resolver, trusted)
+	} else if proxy := proxyFor(t, p); proxy != nil {
 		pr.proxy = newProxyDialer(proxy, p.Username, p.Password, t.Address(), pr.resolver, trusted)
 	}
 	pr.fetch = newFetcher(p, pr.resolver, trusted, env.userAgent)
@@ -140,7 +156,7 @@ func fingerprint(t targets.Target, p configs.Path, env *Env) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s|%s|%d|%v|%v|%d|%s|%v|%v|%v|%s|%s|%s|%s\n", t.ID(), t.Host, t.Port, t.Checks, t.Paths, t.TLSMinVersion,
 		t.HTTP.Path, t.HTTP.ExpectStatus, t.HTTP.ExpectBody, t.ExpectCIDRs, t.PinIssuer, t.Inspection, t.Interval, t.Timeout)
-	fmt.Fprintf(h, "%s|%v|%v|%s|%s|%s|%v\n", p.Name, p.Proxy, p.Environment, p.ProxyEnv, p.Username, p.Password, p.CAFile)
+	fmt.Fprintf(h, "%s|%v|%v|%s|%s|%s|%v|%v\n", p.Name, p.Proxy, p.Environment, p.ProxyEnv, p.Username, p.Password, p.CAFile, p.PAC)
 	for _, c := range p.CACerts {
 		h.Write(c.Raw)
 	}
@@ -195,7 +211,7 @@ func (p *Prober) runStages(base context.Context, r *Result) route {
 	// The dns stage asks the first resolver; the per-resolver checks reuse
 	// its answers and ask the others meanwhile. A hosts file answer is not
 	// reused: the check compares the pin with DNS.
-	stageAsks := p.proxy == nil && !p.hostIP.IsValid() && !p.resolver.pins(p.target.Host)
+	stageAsks := p.proxy == nil && p.pac == nil && !p.hostIP.IsValid() && !p.resolver.pins(p.target.Host)
 	var others []DNSResult
 	var wg sync.WaitGroup
 	if p.dnsChecks {
@@ -268,7 +284,19 @@ func (p *Prober) stages(ctx context.Context, r *Result, stage *[2]answer) route 
 // open more the same way.
 func (p *Prober) connect(ctx context.Context, r *Result, stage *[2]answer, rt *route) net.Conn {
 	t := &p.target
-	if p.proxy != nil {
+	if p.pac != nil {
+		var conn net.Conn
+		var dial func(context.Context) (net.Conn, *Error)
+		direct := false
+		r.PAC = &PACInfo{}
+		if !r.run(StageProxy, func() (err *Error) { conn, dial, direct, err = p.pac.choose(ctx, r.PAC); return err }) {
+			return nil
+		}
+		if !direct {
+			rt.dial = dial
+			return conn
+		}
+	} else if p.proxy != nil {
 		var conn net.Conn
 		if !r.run(StageProxy, func() (err *Error) { conn, err = p.proxy.dial(ctx); return err }) {
 			return nil

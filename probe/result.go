@@ -20,6 +20,7 @@ type Result struct {
 	TLS      *TLSInfo  // nil until a handshake completed
 	HTTP     *HTTPInfo // nil until a response arrived
 	DNS      []DNSResult
+	PAC      *PACInfo // on a pac or wpad path: what the PAC chose
 	// Panic is the stack of a panic recovered during the run (Err then
 	// has reason internal); the daemon logs it. Never shown on pages.
 	Panic []byte

@@ -27,6 +27,7 @@ type checkOptions struct {
 	host, proxy, proxyUser       string
 	resolver, caFile             string
 	timeout                      time.Duration
+	wpad                         bool // look for the PAC by WPAD instead of probing
 }
 
 func check(o checkOptions, logger *slog.Logger, stdout, stderr io.Writer) int {

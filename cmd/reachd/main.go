@@ -74,6 +74,7 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 	checkCmd.Flag("resolver", "Ad hoc: DNS server ADDR[:PORT] instead of /etc/resolv.conf.").StringVar(&co.resolver)
 	checkCmd.Flag("ca-file", "Ad hoc: PEM file of a CA to trust: with --proxy, the proxy's TLS-inspection CA (reported as interception); without, a private CA the host legitimately uses.").StringVar(&co.caFile)
 	checkCmd.Flag("timeout", "Ad hoc: timeout of the whole probe.").Default("10s").DurationVar(&co.timeout)
+	checkCmd.Flag("wpad", "Instead of probing, look for the PAC file by WPAD (http://wpad.<search domain>/wpad.dat through the first resolver) and report every candidate.").BoolVar(&co.wpad)
 
 	validateCmd := app.Command("validate", "Load and validate the config and target files; print every problem; exit 0 or 2.")
 	var vo validateOptions
@@ -99,6 +100,9 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 	case runCmd.FullCommand():
 		return run(ro, logger)
 	case checkCmd.FullCommand():
+		if co.wpad {
+			return checkWPAD(co, stdout, stderr)
+		}
 		return check(co, logger, stdout, stderr)
 	case validateCmd.FullCommand():
 		return validate(vo, stdout, stderr)

@@ -172,6 +172,7 @@ func writeTextResult(w io.Writer, c palette, r *probe.Result, pathWidth int) {
 	}
 	fmt.Fprintf(w, "    %s  %s  %7s  ", state, pad(r.Path, pathWidth), round(r.Duration))
 	indent := outcomeIndent(pathWidth)
+	defer writeTextPAC(w, c, r, indent)
 	if r.Success() {
 		fmt.Fprintln(w, passedSummary(c, r))
 		return
@@ -180,6 +181,21 @@ func writeTextResult(w io.Writer, c palette, r *probe.Result, pathWidth int) {
 	if r.Err.Err != nil {
 		detail := strings.ReplaceAll(r.Err.Err.Error(), "\n", "\n"+indent+"        ")
 		fmt.Fprintf(w, "%s%s %s\n", indent, c.dim("detail:"), detail)
+	}
+}
+
+// writeTextPAC says, for a pac or wpad path, what the PAC answered and
+// which entry carried the probe.
+func writeTextPAC(w io.Writer, c palette, r *probe.Result, indent string) {
+	p := r.PAC
+	if p == nil {
+		return
+	}
+	if p.Answer != "" {
+		fmt.Fprintf(w, "%s%s %s → carried by %s (%s)\n", indent, c.dim("pac:"), p.Answer, orNone(p.Used), p.Source)
+	}
+	if p.FetchError != "" {
+		fmt.Fprintf(w, "%s%s %s; the last good copy is in use\n", indent, c.warn("pac refetch failed:"), p.FetchError)
 	}
 }
 
