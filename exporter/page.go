@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -120,6 +119,7 @@ type pageData struct {
 	// RowLink is what a link to a row starts with: "" when every row is
 	// on this page, "./" (the unfiltered page) when a filter may hide it.
 	RowLink string
+	segs    []historySeg // every probe's series of runs, for the strips
 }
 
 type pageGroup struct {
@@ -175,11 +175,21 @@ type pageDNS struct {
 	OK                                       bool
 }
 
-// pageHistory is the kept runs: an inline SVG strip, the share of runs
-// that passed, and how often the state changed.
+// pageHistory is the kept runs: the share that passed, how often the
+// state changed, and the series of runs with one outcome that the strip
+// draws (segs[From:To] of the page's segments).
 type pageHistory struct {
 	Runs, Up, Changes int
-	SVG               string // markup built by newHistory, every string in it escaped
+	From, To          int
+}
+
+// historySeg is a series of consecutive runs with the same outcome: one
+// bar of the strip.
+type historySeg struct {
+	First, Last time.Time
+	At, N       int // index of the first run in the kept history; runs
+	Success     bool
+	Reason      probe.Reason
 }
 
 // Availability is the share of kept runs that passed, rounded down so
@@ -198,7 +208,13 @@ const flapChanges = 2
 // Flapping reports a state that changed more than twice in the kept runs.
 func (h pageHistory) Flapping() bool { return h.Changes > flapChanges }
 
-const barStep = 2 // px per run in the history strip
+// The history strip: barStep units per run in its viewBox, drawn
+// stripWidth px wide, so that a full history fits a cell beside its
+// availability and age.
+const (
+	barStep    = 2
+	stripWidth = 90
+)
 
 // pageBuffers keep rendered pages' buffers for the next request: a page
 // of a thousand targets is megabytes, and growing a new buffer to that
@@ -249,10 +265,11 @@ func buildPage(store *Store, m pageMeta, f pageFilter) *pageData {
 	var order []*rowBuild // in the store's key order, so that columns come out the same every time
 	vendors, regions := map[string]bool{}, map[string]bool{}
 	views := make([]probeView, 0, store.Len())
+	d.segs = make([]historySeg, 0, 8*store.Len())
 	store.Range(func(e *Entry) {
 		t := e.Target
 		vendors[t.Vendor], regions[t.Region] = true, true
-		c := newCell(e, m.Now)
+		c := newCell(e, m.Now, &d.segs)
 		switch c.State {
 		case stateUp:
 			d.Up++
@@ -432,8 +449,8 @@ func sortedKeys(m map[string]bool) []string {
 }
 
 // newCell is one probe's cell and its expanded facts.
-func newCell(e *Entry, now time.Time) pageCell {
-	c := pageCell{Path: e.Path, Probed: true, State: statePending, History: newHistory(e.History)}
+func newCell(e *Entry, now time.Time, segs *[]historySeg) pageCell {
+	c := pageCell{Path: e.Path, Probed: true, State: statePending, History: newHistory(e.History, segs)}
 	r := e.Last
 	if r == nil {
 		return c
@@ -488,66 +505,105 @@ func newTLS(tl *probe.TLSInfo, now time.Time) *pageTLS {
 	return out
 }
 
-// newHistory draws the strip in Go rather than in the template: at 60 bars
-// a probe, template calls per bar made up most of the page's cost. Runs in
-// a row with the same outcome share one bar, with one title naming their
-// times and outcome; the newest run is at the right edge, so the strips of
-// a column line up. Every string in it goes through html.EscapeString;
-// the rest are integers.
-func newHistory(h []HistoryPoint) pageHistory {
-	ph := pageHistory{Runs: len(h)}
-	if len(h) == 0 {
-		return ph
-	}
-	for i, p := range h {
-		if p.Success {
-			ph.Up++
-		}
-		if i > 0 && p.Success != h[i-1].Success {
-			ph.Changes++
-		}
-	}
-	var b strings.Builder
-	b.Grow(200 + 110*(ph.Changes+1))
-	const w = HistoryLen * barStep
-	b.WriteString(`<svg class="strip" width="` + strconv.Itoa(w) + `" height="10" viewBox="0 0 ` + strconv.Itoa(w) + ` 10" role="img" aria-label="the last ` +
-		strconv.Itoa(len(h)) + ` runs, oldest left">`)
-	var ts [64]byte
-	off := HistoryLen - len(h)
+// newHistory sums up the kept runs and appends their series to segs,
+// under the store's lock (the history changes in place); writeStrip draws
+// them afterwards. Runs in a row with the same outcome share one bar.
+func newHistory(h []HistoryPoint, segs *[]historySeg) pageHistory {
+	ph := pageHistory{Runs: len(h), From: len(*segs)}
 	for i := 0; i < len(h); {
 		j := i + 1
 		for j < len(h) && h[j].Success == h[i].Success && h[j].Reason == h[i].Reason {
 			j++
 		}
-		b.WriteString(`<rect x="`)
-		b.WriteString(strconv.Itoa((off + i) * barStep))
-		b.WriteString(`" width="`)
-		b.WriteString(strconv.Itoa((j - i) * barStep))
-		b.WriteString(`" height="10"`)
-		if !h[i].Success {
-			b.WriteString(` class="f"`)
-		}
-		b.WriteString(`><title>`)
-		b.Write(h[i].Time.UTC().AppendFormat(ts[:0], "2006-01-02 15:04:05 UTC"))
-		if j-i > 1 {
-			b.WriteString(" – ")
-			b.Write(h[j-1].Time.UTC().AppendFormat(ts[:0], "2006-01-02 15:04:05 UTC"))
-			b.WriteString(", ")
-			b.WriteString(strconv.Itoa(j - i))
-			b.WriteString(" runs")
-		}
 		if h[i].Success {
-			b.WriteString(" up")
-		} else {
-			b.WriteString(" down: ")
-			b.WriteString(html.EscapeString(string(h[i].Reason)))
+			ph.Up += j - i
 		}
-		b.WriteString(`</title></rect>`)
+		if i > 0 && h[i].Success != h[i-1].Success {
+			ph.Changes++
+		}
+		*segs = append(*segs, historySeg{First: h[i].Time, Last: h[j-1].Time, At: i, N: j - i, Success: h[i].Success, Reason: h[i].Reason})
 		i = j
 	}
-	b.WriteString(`</svg>`)
-	ph.SVG = b.String()
+	ph.To = len(*segs)
 	return ph
+}
+
+// writeStrip draws the history as an inline SVG strip, in Go rather than
+// in the template: at 60 bars a probe, template calls per bar made up most
+// of the page's cost. The newest run is at the right edge, so the strips
+// of a column line up; each bar's title names its times and outcome. The
+// reason goes through html.EscapeString; the rest are numbers and times.
+func writeStrip(w *pageWriter, h *pageHistory, segs []historySeg) {
+	const vw = HistoryLen * barStep
+	b := w.scratch[:0]
+	b = append(b, `<svg class="strip" width="`+strconv.Itoa(stripWidth)+`" height="10" viewBox="0 0 `+strconv.Itoa(vw)+` 10" preserveAspectRatio="none" role="img" aria-label="the last `...)
+	b = strconv.AppendInt(b, int64(h.Runs), 10)
+	b = append(b, ` runs, oldest left">`...)
+	off := HistoryLen - h.Runs
+	for _, sg := range segs[h.From:h.To] {
+		b = append(b, `<rect x="`...)
+		b = strconv.AppendInt(b, int64((off+sg.At)*barStep), 10)
+		b = append(b, `" width="`...)
+		b = strconv.AppendInt(b, int64(sg.N*barStep), 10)
+		b = append(b, `" height="10"`...)
+		if !sg.Success {
+			b = append(b, ` class="f"`...)
+		}
+		b = append(b, `><title>`...)
+		b = appendStamp(b, sg.First)
+		if sg.N > 1 {
+			b = append(b, " – "...)
+			b = appendStamp(b, sg.Last)
+			b = append(b, ", "...)
+			b = strconv.AppendInt(b, int64(sg.N), 10)
+			b = append(b, " runs"...)
+		}
+		if sg.Success {
+			b = append(b, " up"...)
+		} else {
+			b = append(b, " down: "...)
+			b = append(b, html.EscapeString(string(sg.Reason))...)
+		}
+		b = append(b, `</title></rect>`...)
+	}
+	b = append(b, `</svg>`...)
+	w.Write(b)
+	w.scratch = b[:0]
+}
+
+// appendStamp appends t as "2006-01-02 15:04:05 UTC", without the cost
+// of parsing a layout for each of the page's thousands of times.
+func appendStamp(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	y, mo, d := t.Date()
+	h, mi, s := t.Clock()
+	b = appendPad(b, y, 4)
+	b = append(b, '-')
+	b = appendPad(b, int(mo), 2)
+	b = append(b, '-')
+	b = appendPad(b, d, 2)
+	b = append(b, ' ')
+	b = appendPad(b, h, 2)
+	b = append(b, ':')
+	b = appendPad(b, mi, 2)
+	b = append(b, ':')
+	b = appendPad(b, s, 2)
+	return append(b, " UTC"...)
+}
+
+func appendPad(b []byte, v, width int) []byte {
+	var buf [8]byte
+	i := len(buf)
+	for {
+		i--
+		buf[i] = byte('0' + v%10)
+		v /= 10
+		width--
+		if v == 0 && width <= 0 || i == 0 {
+			break
+		}
+	}
+	return append(b, buf[i:]...)
 }
 
 // latency is a duration as people read it on the page: "0.4 ms", "42 ms", "1.25 s".
@@ -604,13 +660,26 @@ func age(d time.Duration) string {
 // pageWriter writes the matrix. Every string that comes from a config,
 // a result or a query goes through esc (html.EscapeString: & < > ' ");
 // attributes are always double-quoted.
-type pageWriter struct{ *bufio.Writer }
+type pageWriter struct {
+	*bufio.Writer
+	segs    []historySeg // the history strips' series of runs
+	scratch []byte
+}
 
-func (w pageWriter) esc(s string) { w.WriteString(html.EscapeString(s)) }
+func (w *pageWriter) esc(s string) { w.WriteString(html.EscapeString(s)) }
+
+// s writes the parts one after another, without joining them first.
+func (w *pageWriter) s(parts ...string) {
+	for _, p := range parts {
+		w.WriteString(p)
+	}
+}
 
 // attr writes ` name="value"`, value escaped.
-func (w pageWriter) attr(name, value string) {
-	w.WriteString(" " + name + `="`)
+func (w *pageWriter) attr(name, value string) {
+	w.WriteByte(' ')
+	w.WriteString(name)
+	w.WriteString(`="`)
 	w.esc(value)
 	w.WriteByte('"')
 }
@@ -618,7 +687,7 @@ func (w pageWriter) attr(name, value string) {
 // writeGroups writes one section per vendor and region: its verdict, a
 // header row with its paths, one row per target.
 func writeGroups(bw *bufio.Writer, d *pageData) {
-	w := pageWriter{bw}
+	w := &pageWriter{Writer: bw, segs: d.segs, scratch: make([]byte, 0, 4096)}
 	if len(d.Groups) == 0 {
 		w.WriteString(`<div class="empty">`)
 		if d.Filtered {
@@ -635,26 +704,26 @@ func writeGroups(bw *bufio.Writer, d *pageData) {
 		w.attr("id", g.Vendor+"/"+g.Region)
 		w.attr("data-vendor", g.Vendor)
 		w.attr("data-region", g.Region)
-		w.WriteString(` style="--cols: ` + strconv.Itoa(len(g.Paths)) + `">` + "\n<h2><span>")
+		w.s(` style="--cols: `, strconv.Itoa(len(g.Paths)), `">`, "\n<h2><span>")
 		w.esc(g.Vendor)
 		w.WriteString(` <span class="sep">/</span> `)
 		w.esc(g.Region)
 		w.WriteString(`</span>`)
 		if g.Down > 0 {
-			w.WriteString(`<span class="chip down small">` + strconv.Itoa(g.Down) + ` down</span>`)
+			w.s(`<span class="chip down small">`, strconv.Itoa(g.Down), ` down</span>`)
 		}
 		if g.Up > 0 {
-			w.WriteString(`<span class="chip up small">` + strconv.Itoa(g.Up) + ` up</span>`)
+			w.s(`<span class="chip up small">`, strconv.Itoa(g.Up), ` up</span>`)
 		}
 		if g.Pending > 0 {
-			w.WriteString(`<span class="chip small">` + strconv.Itoa(g.Pending) + ` pending</span>`)
+			w.s(`<span class="chip small">`, strconv.Itoa(g.Pending), ` pending</span>`)
 		}
 		if v := g.Verdict; v != nil {
-			w.WriteString(`<span class="verdict ` + v.Level + `">`)
+			w.s(`<span class="verdict `, v.Level, `">`)
 			w.esc(v.Text)
 			w.WriteString(`</span>`)
 		}
-		w.WriteString("</h2>\n" + `<div class="scroll"><div class="matrix">` + "\n" + `<div class="grid colhead"><div>target</div>`)
+		w.s("</h2>\n", `<div class="scroll"><div class="matrix">`, "\n", `<div class="grid colhead"><div>target</div>`)
 		for _, p := range g.Paths {
 			w.WriteString(`<div class="pathhead"`)
 			w.attr("data-path", p)
@@ -670,14 +739,14 @@ func writeGroups(bw *bufio.Writer, d *pageData) {
 	}
 }
 
-func writeRow(w pageWriter, r *pageRow) {
+func writeRow(w *pageWriter, r *pageRow) {
 	w.WriteString(`<details class="row"`)
 	w.attr("id", r.ID)
 	w.attr("data-target", r.ID)
 	if r.Down {
 		w.WriteString(" data-down")
 	}
-	w.WriteString(">\n" + `<summary class="grid">` + "\n" + `<div class="target"><div><span class="name">`)
+	w.s(">\n", `<summary class="grid">`, "\n", `<div class="target"><div><span class="name">`)
 	w.esc(r.Name)
 	w.WriteString(`</span><span class="addr mono">`)
 	w.esc(r.Address)
@@ -685,7 +754,7 @@ func writeRow(w pageWriter, r *pageRow) {
 	for i := range r.Cells {
 		writeCell(w, &r.Cells[i])
 	}
-	w.WriteString("</summary>\n" + `<div class="more">` + "\n")
+	w.s("</summary>\n", `<div class="more">`, "\n")
 	if r.Purpose != "" {
 		w.WriteString(`<p class="muted purpose">`)
 		w.esc(r.Purpose)
@@ -701,34 +770,34 @@ func writeRow(w pageWriter, r *pageRow) {
 
 // writeCell is one probe at a glance: state, latency, reason, tags, the
 // history strip, the availability and how long the state has lasted.
-func writeCell(w pageWriter, c *pageCell) {
+func writeCell(w *pageWriter, c *pageCell) {
 	if !c.Probed {
 		w.WriteString(`<div class="cell none"`)
 		w.attr("data-path", c.Path)
-		w.WriteString(` title="not probed on this path">—</div>` + "\n")
+		w.s(` title="not probed on this path">—</div>`, "\n")
 		return
 	}
 	h := &c.History
-	w.WriteString(`<div class="cell ` + c.State + `"`)
+	w.s(`<div class="cell `, c.State, `"`)
 	w.attr("data-path", c.Path)
-	w.WriteString(` data-state="` + c.State + `"`)
+	w.s(` data-state="`, c.State, `"`)
 	if c.Reason != "" {
 		w.attr("data-reason", c.Reason)
 	}
 	if h.Flapping() {
 		w.WriteString(" data-flapping")
 	}
-	w.WriteString(">\n" + `<span class="pname">`)
+	w.s(">\n", `<span class="pname">`)
 	w.esc(c.Path)
-	w.WriteString(`</span> <span class="state">` + c.State + `</span>`)
+	w.s(`</span> <span class="state">`, c.State, `</span>`)
 	if c.Intercepted {
 		w.WriteString(` <span class="tag" title="the chain anchors in a private CA: TLS inspection">intercepted</span>`)
 	}
 	if h.Flapping() {
-		w.WriteString(` <span class="tag flap" title="the state changed ` + strconv.Itoa(h.Changes) + ` times in the last ` + strconv.Itoa(h.Runs) + ` runs">flapping</span>`)
+		w.s(` <span class="tag flap" title="the state changed `, strconv.Itoa(h.Changes), ` times in the last `, strconv.Itoa(h.Runs), ` runs">flapping</span>`)
 	}
 	if c.Latency != "" {
-		w.WriteString(` <span class="lat">` + c.Latency + `</span>`)
+		w.s(` <span class="lat">`, c.Latency, `</span>`)
 	}
 	w.WriteByte('\n')
 	if c.Reason != "" {
@@ -740,17 +809,17 @@ func writeCell(w pageWriter, c *pageCell) {
 	if h.Runs == 0 {
 		w.WriteString(`<span class="muted">no run has finished yet</span>`)
 	} else {
-		w.WriteString(h.SVG)
-		w.WriteString(`<span class="avail" title="` + strconv.Itoa(h.Up) + ` of ` + strconv.Itoa(h.Runs) + ` kept runs passed">` + h.Availability() + `</span>`)
+		writeStrip(w, h, w.segs)
+		w.s(`<span class="avail" title="`, strconv.Itoa(h.Up), ` of `, strconv.Itoa(h.Runs), ` kept runs passed">`, h.Availability(), `</span>`)
 		w.WriteString(` <span class="for"`)
 		w.attr("title", c.State+" since "+c.Since)
-		w.WriteString(`>for ` + c.For + `</span>`)
+		w.s(`>for `, c.For, `</span>`)
 	}
 	w.WriteString("</div>\n</div>\n")
 }
 
 // writePanel is one probe's facts in the expanded row.
-func writePanel(w pageWriter, c *pageCell) {
+func writePanel(w *pageWriter, c *pageCell) {
 	w.WriteString(`<div class="panel"`)
 	w.attr("data-path", c.Path)
 	w.WriteString(">\n<h3><span>")
@@ -762,7 +831,7 @@ func writePanel(w pageWriter, c *pageCell) {
 	case stateDown:
 		cls = "no"
 	}
-	w.WriteString(`</span> <span class="` + cls + `">` + c.State + `</span>`)
+	w.s(`</span> <span class="`, cls, `">`, c.State, `</span>`)
 	if c.Since != "" {
 		w.WriteString(`<span class="since">since `)
 		w.esc(c.Since)
@@ -770,7 +839,7 @@ func writePanel(w pageWriter, c *pageCell) {
 	}
 	w.WriteString("</h3>\n")
 	if c.State == statePending {
-		w.WriteString(`<p class="muted">No run has finished yet.</p>` + "\n")
+		w.s(`<p class="muted">No run has finished yet.</p>`, "\n")
 	}
 	if len(c.Stages) > 0 {
 		w.WriteString(`<ul class="stages">`)
@@ -781,7 +850,7 @@ func writePanel(w pageWriter, c *pageCell) {
 				w.WriteString(`<li class="fail">`)
 			}
 			w.esc(s.Stage)
-			w.WriteString(`<span>` + s.Duration + `</span></li>`)
+			w.s(`<span>`, s.Duration, `</span></li>`)
 		}
 		w.WriteString("</ul>\n")
 	}
@@ -801,10 +870,10 @@ func writePanel(w pageWriter, c *pageCell) {
 		w.WriteString("</div>\n")
 	}
 	if c.TLS != nil || c.HTTP != nil {
-		w.WriteString(`<dl class="facts">` + "\n")
+		w.s(`<dl class="facts">`, "\n")
 		if t := c.TLS; t != nil {
 			if t.Version != "" {
-				w.WriteString(`<dt>TLS</dt><dd>` + t.Version + ` <span class="mono">`)
+				w.s(`<dt>TLS</dt><dd>`, t.Version, ` <span class="mono">`)
 				w.esc(t.Cipher)
 				w.WriteString("</span></dd>\n")
 			}
@@ -812,9 +881,9 @@ func writePanel(w pageWriter, c *pageCell) {
 				w.WriteString(`<dt>versions</dt><dd>`)
 				for _, v := range t.Accepted {
 					if v.OK {
-						w.WriteString(`<span class="yes" title="TLS ` + v.Version + ` alone: accepted">` + v.Version + ` ✓</span> `)
+						w.s(`<span class="yes" title="TLS `, v.Version, ` alone: accepted">`, v.Version, ` ✓</span> `)
 					} else {
-						w.WriteString(`<span class="muted" title="TLS ` + v.Version + ` alone: refused">` + v.Version + ` ✗</span> `)
+						w.s(`<span class="muted" title="TLS `, v.Version, ` alone: refused">`, v.Version, ` ✗</span> `)
 					}
 				}
 				w.WriteString("</dd>\n")
@@ -832,23 +901,23 @@ func writePanel(w pageWriter, c *pageCell) {
 				if t.Expiring {
 					w.WriteString(` class="warn"`)
 				}
-				w.WriteString(">" + t.Expiry + "</dd>\n")
+				w.s(">", t.Expiry, "</dd>\n")
 			}
 		}
 		if h := c.HTTP; h != nil {
-			w.WriteString(`<dt>HTTP</dt><dd>status ` + strconv.Itoa(h.Status) + "</dd>\n")
+			w.s(`<dt>HTTP</dt><dd>status `, strconv.Itoa(h.Status), "</dd>\n")
 			if h.Skew != "" {
 				w.WriteString(`<dt>clock skew</dt><dd`)
 				if h.Skewed {
 					w.WriteString(` class="warn"`)
 				}
-				w.WriteString(">" + h.Skew + "</dd>\n")
+				w.s(">", h.Skew, "</dd>\n")
 			}
 		}
 		w.WriteString("</dl>\n")
 	}
 	if len(c.DNS) > 0 {
-		w.WriteString(`<table class="dns"><thead><tr><th>resolver</th><th>type</th><th>rcode</th><th>answers</th><th>time</th></tr></thead><tbody>` + "\n")
+		w.s(`<table class="dns"><thead><tr><th>resolver</th><th>type</th><th>rcode</th><th>answers</th><th>time</th></tr></thead><tbody>`, "\n")
 		for _, q := range c.DNS {
 			w.WriteString(`<tr><td>`)
 			w.esc(q.Resolver)
@@ -879,7 +948,7 @@ func writePanel(w pageWriter, c *pageCell) {
 			if len(q.Answers) == 0 {
 				w.WriteString(`<span class="muted">none</span>`)
 			}
-			w.WriteString(`</td><td>` + q.Duration + "</td></tr>\n")
+			w.s(`</td><td>`, q.Duration, "</td></tr>\n")
 		}
 		w.WriteString("</tbody></table>\n")
 	}

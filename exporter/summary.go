@@ -156,7 +156,8 @@ func causes(probes []probeView, now time.Time) []pageCause {
 		out = append(out, c)
 	}
 	slices.SortFunc(out, func(a, b pageCause) int {
-		return cmp.Or(-cmp.Compare(a.Probes, b.Probes), cmp.Compare(a.Path, b.Path), cmp.Compare(a.Reason, b.Reason))
+		// More probes first; at a tie, a whole path down before part of one.
+		return cmp.Or(-cmp.Compare(a.Probes, b.Probes), -cmp.Compare(b2i(a.All), b2i(b.All)), cmp.Compare(a.Path, b.Path), cmp.Compare(a.Reason, b.Reason))
 	})
 	return out
 }
@@ -444,4 +445,11 @@ func boolKeys[V any](m map[string]V) map[string]bool {
 		out[k] = true
 	}
 	return out
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
