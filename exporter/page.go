@@ -291,6 +291,13 @@ func buildPage(store *Store, m pageMeta, f pageFilter) *pageData {
 		rb.cells[e.Path] = c
 	})
 	d.Summary = summarize(views, st, st.Warnings, m.Now)
+	for _, cs := range [][]pageCause{d.Summary.Causes, d.Summary.More} {
+		for i := range cs {
+			for j := range cs[i].Targets {
+				cs[i].Targets[j].Href = d.RowLink + "#" + cs[i].Targets[j].ID
+			}
+		}
+	}
 	verdicts := map[string]*pageVerdict{}
 	for _, vs := range [][]pageVerdict{d.Summary.Verdicts, d.Summary.Ready} {
 		for i := range vs {

@@ -198,6 +198,29 @@ func TestStatusPageMatrix(t *testing.T) {
 			t.Errorf("page lacks %q", want)
 		}
 	}
+	// The summary: the causes, worst first, each linking to its rows; the
+	// verdict per vendor region; no warnings.
+	var causes []string
+	for _, n := range elements(t, page, "li.cause") {
+		causes = append(causes, strings.Join(strings.Fields(text(elements(t, renderNode(t, n), "div.what")[0])), " "))
+	}
+	want := []string{
+		"all 2 probes on corp-proxy fail at proxy with proxy_auth_required since 2026-11-22 06:00 UTC (9 min ago)",
+		"1 of 4 probes on direct fail at dns with dns_nxdomain: resolver 127.0.0.1:53 answers NXDOMAIN since 2026-11-22 06:00 UTC (9 min ago)",
+	}
+	if fmt.Sprint(causes) != fmt.Sprint(want) {
+		t.Errorf("causes\n%q\nwant\n%q", causes, want)
+	}
+	if links := elements(t, page, "a[href=#acme/jp/telemetry]"); len(links) != 2 { // from both its causes
+		t.Errorf("%d links to the telemetry row, want 2", len(links))
+	}
+	verdicts := strings.Join(strings.Fields(text(elements(t, page, "ul[id=verdicts]")[0])), " ")
+	if !strings.Contains(verdicts, "acme / jp: not fully reachable on any path corp-proxy 0/2 up · direct 1/2 up") || !strings.Contains(verdicts, "globex / eu: not fully reachable on any path direct 1/2 up") {
+		t.Errorf("verdicts %q", verdicts)
+	}
+	if len(elements(t, page, "ul[id=warnings]")) != 0 {
+		t.Error("warnings on a site with nothing to warn about")
+	}
 	// The history strip: a bar per series of runs with the same outcome,
 	// red for failures, a title each naming their times and outcome.
 	strip := elements(t, page, "svg.strip")
@@ -218,6 +241,15 @@ func TestStatusPageMatrix(t *testing.T) {
 		!strings.Contains(all, "2026-11-22 06:00:00 UTC – 2026-11-22 06:04:00 UTC, 5 runs down: proxy_auth_required") {
 		t.Errorf("%d bars, %d red, titles %q", bars, red, titles)
 	}
+}
+
+// renderNode renders n back to HTML, to query inside it.
+func renderNode(t testing.TB, n *html.Node) string {
+	var b bytes.Buffer
+	if err := html.Render(&b, n); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }
 
 // textNoSVG is the text of n without the history strip's titles.

@@ -27,7 +27,9 @@ type probeView struct {
 // pageSummary is the top of the status page: what is broken, where, why
 // and since when; which vendor regions are ready; and the warnings.
 type pageSummary struct {
-	Causes   []pageCause
+	Causes   []pageCause // the worst, shown at once
+	More     []pageCause // the rest, behind a <details>
+	Failing  int         // causes in all
 	Verdicts []pageVerdict // not ready first
 	Ready    []pageVerdict // reachable on every path, listed compactly
 	Warnings []pageWarning
@@ -46,9 +48,13 @@ type pageCause struct {
 	Targets             []causeTarget
 	More                int    // targets not listed
 	Link                string // the page filtered to these rows
+	Paths               []string // more than one: the same targets fail so on each
+
+	ids   []string // every target, sorted
+	since time.Time
 }
 
-type causeTarget struct{ ID, Name string }
+type causeTarget struct{ ID, Name, Href string }
 
 // pageVerdict says whether one vendor region is ready, path by path.
 type pageVerdict struct {
@@ -72,6 +78,9 @@ type pageWarning struct {
 // Within this much time a certificate's expiry is a warning.
 const expiryWarning = 30 * 24 * time.Hour
 
+// shownCauses is how many causes the summary shows before "N more".
+const shownCauses = 6
+
 // causeTargets is how many targets a cause names before "and N more".
 const causeTargets = 6
 
@@ -79,6 +88,10 @@ const causeTargets = 6
 func summarize(probes []probeView, st StateView, warnings []string, now time.Time) pageSummary {
 	var s pageSummary
 	s.Causes = causes(probes, now)
+	s.Failing = len(s.Causes)
+	if len(s.Causes) > shownCauses {
+		s.Causes, s.More = s.Causes[:shownCauses], s.Causes[shownCauses:]
+	}
 	s.Verdicts, s.Ready = verdicts(probes)
 	s.Warnings = pageWarnings(probes, st, warnings, now)
 	return s
@@ -134,6 +147,7 @@ func causes(probes []probeView, now time.Time) []pageCause {
 			}
 			if id := p.Target.ID(); !ids[id] {
 				ids[id] = true
+				c.ids = append(c.ids, id)
 				if len(c.Targets) < causeTargets {
 					c.Targets = append(c.Targets, causeTarget{ID: id, Name: id})
 				} else {
@@ -147,7 +161,7 @@ func causes(probes []probeView, now time.Time) []pageCause {
 				c.Detail = d
 			}
 		}
-		c.Text = causeText(c, ps)
+		c.Text, c.since, c.Paths = causeText(c, ps), since, []string{k.path}
 		if !since.IsZero() {
 			c.Since = since.UTC().Format("2006-01-02 15:04 UTC") + " (" + ago(now.Sub(since)) + ")"
 		}
@@ -155,10 +169,59 @@ func causes(probes []probeView, now time.Time) []pageCause {
 		c.Link = "./?" + q.Encode()
 		out = append(out, c)
 	}
+	out = mergeCauses(out, now)
 	slices.SortFunc(out, func(a, b pageCause) int {
 		// More probes first; at a tie, a whole path down before part of one.
 		return cmp.Or(-cmp.Compare(a.Probes, b.Probes), -cmp.Compare(b2i(a.All), b2i(b.All)), cmp.Compare(a.Path, b.Path), cmp.Compare(a.Reason, b.Reason))
 	})
+	return out
+}
+
+// mergeCauses collapses the causes of one reason that hit the same
+// targets on several paths (a target failing at tls everywhere, a name
+// that no path resolves) into one.
+func mergeCauses(cs []pageCause, now time.Time) []pageCause {
+	slices.SortFunc(cs, func(a, b pageCause) int { return cmp.Compare(a.Path, b.Path) })
+	type key struct{ reason, ids string }
+	at := map[key]int{}
+	var out []pageCause
+	for _, c := range cs {
+		k := key{c.Reason, strings.Join(c.ids, "\x00")}
+		i, ok := at[k]
+		if !ok {
+			at[k] = len(out)
+			out = append(out, c)
+			continue
+		}
+		m := &out[i]
+		m.Paths = append(m.Paths, c.Path)
+		m.Probes += c.Probes
+		m.OfPath += c.OfPath
+		m.All = m.All && c.All
+		if m.Detail != c.Detail || m.Detail == "" {
+			m.Detail, m.Details = "", m.Details+c.Details
+		}
+		if c.since.Before(m.since) {
+			m.since = c.since
+			m.Since = c.Since
+		}
+	}
+	for i := range out {
+		m := &out[i]
+		if len(m.Paths) == 1 {
+			continue
+		}
+		n := strconv.Itoa(m.Probes) + " probes"
+		if m.All {
+			n = "all " + n
+		}
+		m.Path = strings.Join(m.Paths, ",")
+		m.Text = n + " (" + strconv.Itoa(len(m.ids)) + " targets on each of " + strconv.Itoa(len(m.Paths)) + " paths: " + joinAnd(m.Paths) + ") fail at " + m.Stage + " with " + m.Reason
+		if len(m.ids) == 1 {
+			m.Text = m.ids[0] + " fails at " + m.Stage + " with " + m.Reason + " on " + strconv.Itoa(len(m.Paths)) + " paths: " + joinAnd(m.Paths)
+		}
+		m.Link = "./?" + url.Values{"state": {stateDown}, "reason": {m.Reason}}.Encode()
+	}
 	return out
 }
 

@@ -143,3 +143,28 @@ func TestSummaryWarnings(t *testing.T) {
 		t.Errorf("warnings\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestSummaryMergesPaths: one target failing with one reason on several
+// paths is one cause, not one per path; more than shownCauses causes
+// leave the rest for later.
+func TestSummaryMergesPaths(t *testing.T) {
+	rogue := pageTarget("acme", "jp", "rogue", "direct", "corp-proxy", "dc-proxy")
+	ps := []probeView{
+		view(rogue, "direct", probe.TLSUntrustedCA, `the chain ends in "Rogue CA"`),
+		view(rogue, "corp-proxy", probe.TLSUntrustedCA, `the chain ends in "Rogue CA"`),
+		view(rogue, "dc-proxy", "", ""),
+	}
+	for i := range 7 { // seven more causes, one per reason
+		tg := pageTarget("globex", "eu", fmt.Sprintf("t%d", i), "direct")
+		ps = append(ps, view(tg, "direct", []probe.Reason{probe.TCPRefused, probe.TCPTimeout, probe.TCPReset, probe.TLSExpired, probe.TLSReset, probe.HTTPBlocked, probe.HTTPTimeout}[i], "x"))
+	}
+	s := summarize(ps, loaded, nil, t0)
+	if s.Failing != 8 || len(s.Causes) != shownCauses || len(s.More) != 8-shownCauses {
+		t.Fatalf("%d causes: %d shown, %d more", s.Failing, len(s.Causes), len(s.More))
+	}
+	c := s.Causes[0]
+	if c.Text != "acme/jp/rogue fails at tls with tls_untrusted_ca on 2 paths: corp-proxy and direct" || c.Probes != 2 ||
+		c.Detail != `the chain ends in "Rogue CA"` || c.Link != "./?reason=tls_untrusted_ca&state=down" {
+		t.Errorf("merged cause %+v", c)
+	}
+}
