@@ -27,9 +27,9 @@ type probeView struct {
 // pageSummary is the top of the status page: what is broken, where, why
 // and since when; which vendor regions are ready; and the warnings.
 type pageSummary struct {
-	Causes   []pageCause // the worst, shown at once
-	More     []pageCause // the rest, behind a <details>
-	Failing  int         // causes in all
+	Causes   []pageCause   // the worst, shown at once
+	More     []pageCause   // the rest, behind a <details>
+	Failing  int           // causes in all
 	Verdicts []pageVerdict // not ready first
 	Ready    []pageVerdict // reachable on every path, listed compactly
 	Warnings []pageWarning
@@ -46,8 +46,8 @@ type pageCause struct {
 	Hint                string
 	Since               string // the earliest start of these failures
 	Targets             []causeTarget
-	More                int    // targets not listed
-	Link                string // the page filtered to these rows
+	More                int      // targets not listed
+	Link                string   // the page filtered to these rows
 	Paths               []string // more than one: the same targets fail so on each
 
 	ids   []string // every target, sorted
