@@ -392,6 +392,9 @@ func statusPageInNetns(t *testing.T) {
 			t.Errorf("at %d px: %s", w, bad)
 		}
 		b.shot(fmt.Sprintf("statuspage-%d.png", w), chromedp.CaptureScreenshot())
+		if w == statusPageWidths[0] { // the narrowest: the 8-path matrix scrolls inside its group
+			b.shot(fmt.Sprintf("statuspage-%d-matrix.png", w), chromedp.Screenshot(chromedp.CSS(`section[data-vendor=acme]`)))
+		}
 	}
 
 	// The whole page at 1400 px: header, summary, filter form, the groups.

@@ -213,7 +213,7 @@ func (h pageHistory) Flapping() bool { return h.Changes > flapChanges }
 // availability and age.
 const (
 	barStep    = 2
-	stripWidth = 90
+	stripWidth = 80
 )
 
 // pageBuffers keep rendered pages' buffers for the next request: a page
