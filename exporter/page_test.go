@@ -410,7 +410,7 @@ func TestStatusPageEscapes(t *testing.T) {
 	s.Record(p.Key(), r)
 	r.Err.Reason = probe.Reason("r" + tag + attr) // reaches the history strip's titles
 	s.Record(p.Key(), r)
-	st := StateView{Site: "s" + tag, ReloadOK: false, ReloadErr: "e" + attr + img}
+	st := StateView{Site: "s" + tag, ReloadOK: false, ReloadErr: "e" + attr + img, Warnings: []string{"w" + tag + attr + img}}
 	page := render(t, s, st, "vendor="+url.QueryEscape("v"+attr)+"&region="+url.QueryEscape(img))
 
 	doc, err := html.Parse(strings.NewReader(page))
@@ -443,6 +443,9 @@ func TestStatusPageEscapes(t *testing.T) {
 		if !ok {
 			t.Errorf("%q is not shown as text", s)
 		}
+	}
+	if w := elements(t, page, "li[data-kind=config]"); len(w) != 1 || !strings.Contains(text(w[0]), "w"+tag+attr+img) {
+		t.Error("the config warning is not shown as text")
 	}
 	if strings.Contains(page, tag) || strings.Contains(page, `"onmouseover`) {
 		t.Error("a hostile string appears unescaped in the source")

@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http/httptest"
 	"testing"
@@ -79,5 +80,19 @@ func TestCheckReportTimes(t *testing.T) {
 	json.Unmarshal(data, &doc)
 	if r := doc.Results[0]; r["state"] != "down" || r["last_run"] != "2026-11-22T06:00:00Z" || r["since"] != "2026-11-22T06:00:01Z" {
 		t.Errorf("check result %v", r)
+	}
+}
+
+// TestStateWarnings: the config's warnings reach the page's input, a
+// copy; a failed reload keeps them, as it keeps the config.
+func TestStateWarnings(t *testing.T) {
+	st := NewState()
+	ws := []string{"reachd.toml:9: path env: environment path with no proxy set"}
+	st.SetWarnings(ws)
+	st.Loaded("osaka")
+	ws[0] = "changed"
+	st.Failed(errors.New("bad"))
+	if v := st.View(); len(v.Warnings) != 1 || v.Warnings[0] != "reachd.toml:9: path env: environment path with no proxy set" {
+		t.Errorf("warnings %q", v.Warnings)
 	}
 }
