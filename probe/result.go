@@ -60,6 +60,15 @@ type DNSResult struct {
 	Answers  []string
 	Duration time.Duration
 	Reason   Reason // empty on success
+	// Source is where the answer came from: "hosts" (the hosts file, for
+	// a system resolver) or the server that answered; empty when none did.
+	Source string
+	// Name is the name answered when a system resolver's search list made
+	// it another than the host (a short intranet name).
+	Name string
+	// Warning is set when the hosts file pins the host to other addresses
+	// than DNS answers (a stale pin); the check still passes.
+	Warning string
 }
 
 // run times one stage and records it; it reports whether the stage passed.

@@ -136,6 +136,7 @@ func (d *daemon) apply(cfg *configs.Config) {
 	}
 	probers := probe.Build(cfg, userAgent())
 	exporter.Sync(d.store, probers)
+	d.store.SetStageHistograms(cfg.Metrics.StageHistograms)
 	byKey := make(map[string]*probe.Prober, len(probers))
 	jobs := make([]probe.Job, len(probers))
 	for i, p := range probers {
