@@ -171,6 +171,7 @@ type pageHTTP struct {
 
 type pageDNS struct {
 	Resolver, QType, Rcode, Reason, Duration string
+	Source                                   string // "hosts" or the server that answered
 	Answers                                  []string
 	OK                                       bool
 }
@@ -488,7 +489,7 @@ func newCell(e *Entry, now time.Time, segs *[]historySeg) pageCell {
 	}
 	for _, q := range r.DNS {
 		c.DNS = append(c.DNS, pageDNS{Resolver: q.Resolver, QType: q.QType, Rcode: q.Rcode, Reason: string(q.Reason),
-			Duration: latency(q.Duration), Answers: q.Answers, OK: q.Success})
+			Duration: latency(q.Duration), Source: q.Source, Answers: q.Answers, OK: q.Success})
 	}
 	return c
 }
@@ -944,6 +945,11 @@ func writePanel(w *pageWriter, c *pageCell) {
 				w.WriteString(` <code>`)
 				w.esc(q.Reason)
 				w.WriteString(`</code>`)
+			}
+			if q.Source != "" {
+				w.WriteString(` <span class="muted">from `)
+				w.esc(q.Source)
+				w.WriteString(`</span>`)
 			}
 			w.WriteString(`</td><td class="mono">`)
 			for i, a := range q.Answers {

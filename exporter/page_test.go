@@ -406,7 +406,7 @@ func TestStatusPageEscapes(t *testing.T) {
 	Sync(s, []pageProbe{p})
 	r := downResult(tg, p.path, t0, probe.TLSUntrustedCA, "d"+tag+attr+img)
 	r.TLS = &probe.TLSInfo{Version: 0x0303, Cipher: "c" + attr, Issuer: "i" + tag, Accepted: map[uint16]bool{0x0303: true}}
-	r.DNS = []probe.DNSResult{{Resolver: "res" + img, QType: "A", Rcode: "NOERROR", Answers: []string{"a" + tag}, Success: true}}
+	r.DNS = []probe.DNSResult{{Resolver: "res" + img, QType: "A", Rcode: "NOERROR", Answers: []string{"a" + tag}, Success: true, Source: "src" + attr, Warning: "w" + img}}
 	s.Record(p.Key(), r)
 	r.Err.Reason = probe.Reason("r" + tag + attr) // reaches the history strip's titles
 	s.Record(p.Key(), r)

@@ -380,6 +380,7 @@ func pageWarnings(probes []probeView, st StateView, config []string, now time.Ti
 	}
 	out = append(out, expiryWarnings(probes, now)...)
 	out = append(out, resolverWarnings(probes)...)
+	out = append(out, dnsWarnings(probes)...)
 	out = append(out, interceptWarnings(probes)...)
 	return out
 }
@@ -462,6 +463,25 @@ func resolverWarnings(probes []probeView) []pageWarning {
 		}
 		out = append(out, pageWarning{Kind: "resolver", Bad: t.failed == t.all,
 			Text: "resolver " + name + " failed " + strconv.Itoa(t.failed) + " of " + strconv.Itoa(t.all) + " queries: " + strings.Join(rs, ", ")})
+	}
+	return out
+}
+
+// dnsWarnings are the per-resolver checks' own warnings (a hosts-file pin
+// that DNS contradicts), each once.
+func dnsWarnings(probes []probeView) []pageWarning {
+	seen := map[string]bool{}
+	var out []pageWarning
+	for _, p := range probes {
+		if p.Last == nil {
+			continue
+		}
+		for _, q := range p.Last.DNS {
+			if q.Warning != "" && !seen[q.Warning] {
+				seen[q.Warning] = true
+				out = append(out, pageWarning{Kind: "dns", Text: q.Warning})
+			}
+		}
 	}
 	return out
 }

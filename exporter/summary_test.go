@@ -120,7 +120,8 @@ func TestSummaryWarnings(t *testing.T) {
 	up := view(soon, "direct", "", "")
 	up.Last.TLS.NotAfter = t0.Add(5*24*time.Hour + time.Hour)
 	up.Last.DNS = []probe.DNSResult{{Resolver: "corp", QType: "A", Success: true, Rcode: "NOERROR"},
-		{Resolver: "branch", QType: "A", Rcode: "SERVFAIL", Reason: probe.DNSServFail}, {Resolver: "branch", QType: "AAAA", Rcode: "SERVFAIL", Reason: probe.DNSServFail}}
+		{Resolver: "branch", QType: "A", Rcode: "SERVFAIL", Reason: probe.DNSServFail}, {Resolver: "branch", QType: "AAAA", Rcode: "SERVFAIL", Reason: probe.DNSServFail},
+		{Resolver: "system", QType: "A", Success: true, Rcode: "NOERROR", Source: "hosts", Warning: "the hosts file /etc/hosts pins soon.reachd.test to 10.1.2.3, but DNS answers 10.1.2.4: a stale pin?"}}
 	inspected := view(soon, "inspect-proxy", "", "")
 	inspected.Last.TLS.Intercepted, inspected.Last.TLS.Issuer = true, "Corp Inspection CA"
 	far := view(later, "direct", "", "") // 80 days: no warning
@@ -137,6 +138,7 @@ func TestSummaryWarnings(t *testing.T) {
 		"config false: path env-proxy: environment path with no proxy set (HTTPS_PROXY, HTTP_PROXY are empty): it probes direct",
 		"certificate true: the certificate of soon.reachd.test expires 2026-11-27 07:00 UTC (in 5 d), seen on direct",
 		"resolver false: resolver branch failed 2 of 3 queries: dns_servfail ×2",
+		"dns false: the hosts file /etc/hosts pins soon.reachd.test to 10.1.2.3, but DNS answers 10.1.2.4: a stale pin?",
 		"intercepted false: path inspect-proxy: 1 of 1 TLS probes are intercepted (issuer Corp Inspection CA): agents must trust that CA, and agents that pin certificates fail",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
