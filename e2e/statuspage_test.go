@@ -427,7 +427,7 @@ func statusPageInNetns(t *testing.T) {
 		`details[id="pendco/ap/slow"] .cell[data-state=pending]`,
 		`#verdicts li.pending[data-group="pendco/ap"]`,
 		`#verdicts li.bad[data-group="catalog/us"]`, `#verdicts li.partial[data-group="globex/eu"]`,
-		`#warnings li[data-kind=certificate]`, `#warnings li[data-kind=resolver]`, `#warnings li[data-kind=intercepted]`, `#warnings li[data-kind=config]`,
+		`#warnings li[data-kind=certificate]`, `#warnings li[data-kind=resolver]`, `#warnings li[data-kind=intercepted]`, `#warnings li[data-kind=config]`, `#warnings li[data-kind=flapping]`,
 		`#causes li.cause[data-path=dead-proxy][data-reason=proxy_unreachable]`,
 		`form#filters select[name=state]`, `form#filters select[name=vendor]`, `form#filters select[name=order]`, `form#filters button[type=submit]`,
 	} {

@@ -132,7 +132,7 @@ type pageGroup struct {
 
 type pageRow struct {
 	ID, Name, Address, Purpose string
-	Down, Pending              bool
+	Down, Pending, Flapping    bool
 	Cells                      []pageCell // one per group path
 }
 
@@ -280,7 +280,8 @@ func buildPage(store *Store, m pageMeta, f pageFilter) *pageData {
 			d.Pending++
 		}
 		d.Total++
-		views = append(views, probeView{Target: t, Path: e.Path, State: c.State, Last: e.Last, Since: e.Since})
+		views = append(views, probeView{Target: t, Path: e.Path, State: c.State, Last: e.Last, Since: e.Since,
+			Runs: c.History.Runs, Up: c.History.Up, Changes: c.History.Changes})
 		rb := rows[t.ID()]
 		if rb == nil {
 			rb = &rowBuild{row: pageRow{ID: t.ID(), Name: t.Name, Address: t.Address(), Purpose: t.Purpose},
@@ -332,6 +333,9 @@ func buildPage(store *Store, m pageMeta, f pageFilter) *pageData {
 					g.Pending++
 					g.Rows[i].Pending = true
 				}
+				if c.History.Flapping() {
+					g.Rows[i].Flapping = true
+				}
 			}
 		}
 		slices.SortFunc(g.Rows, func(a, b pageRow) int {
@@ -357,15 +361,18 @@ func buildPage(store *Store, m pageMeta, f pageFilter) *pageData {
 	return d
 }
 
-// rowRank orders rows failing first, then pending, then passing.
+// rowRank orders rows failing first, then flapping, then pending, then
+// passing.
 func rowRank(r pageRow) int {
 	switch {
 	case r.Down:
 		return 0
-	case r.Pending:
+	case r.Flapping:
 		return 1
+	case r.Pending:
+		return 2
 	}
-	return 2
+	return 3
 }
 
 func groupRank(g pageGroup) int {

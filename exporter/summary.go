@@ -22,6 +22,8 @@ type probeView struct {
 	State  string
 	Last   *probe.Result
 	Since  time.Time
+	// Runs, Up and Changes sum up the kept history.
+	Runs, Up, Changes int
 }
 
 // pageSummary is the top of the status page: what is broken, where, why
@@ -378,6 +380,7 @@ func pageWarnings(probes []probeView, st StateView, config []string, now time.Ti
 	for _, w := range config {
 		out = append(out, pageWarning{Kind: "config", Text: w})
 	}
+	out = append(out, flapWarnings(probes)...)
 	out = append(out, expiryWarnings(probes, now)...)
 	out = append(out, resolverWarnings(probes)...)
 	out = append(out, dnsWarnings(probes)...)
@@ -463,6 +466,20 @@ func resolverWarnings(probes []probeView) []pageWarning {
 		}
 		out = append(out, pageWarning{Kind: "resolver", Bad: t.failed == t.all,
 			Text: "resolver " + name + " failed " + strconv.Itoa(t.failed) + " of " + strconv.Itoa(t.all) + " queries: " + strings.Join(rs, ", ")})
+	}
+	return out
+}
+
+// flapWarnings name the probes whose state changed more than twice in
+// their kept history: a plain "up" would hide them.
+func flapWarnings(probes []probeView) []pageWarning {
+	var out []pageWarning
+	for _, p := range probes {
+		if p.Changes <= flapChanges {
+			continue
+		}
+		out = append(out, pageWarning{Kind: "flapping", Text: p.Target.ID() + " on " + p.Path + " is " + p.State + " now but changed state " +
+			strconv.Itoa(p.Changes) + " times in its last " + strconv.Itoa(p.Runs) + " runs (" + strconv.Itoa(p.Up*100/p.Runs) + "% passed)"})
 	}
 	return out
 }

@@ -125,6 +125,7 @@ func TestSummaryWarnings(t *testing.T) {
 	inspected := view(soon, "inspect-proxy", "", "")
 	inspected.Last.TLS.Intercepted, inspected.Last.TLS.Issuer = true, "Corp Inspection CA"
 	far := view(later, "direct", "", "") // 80 days: no warning
+	far.Runs, far.Up, far.Changes = 10, 6, 4 // failed 4 of its last 10 runs, each time alone
 	far.Last.DNS = []probe.DNSResult{{Resolver: "corp", QType: "A", Success: true, Rcode: "NOERROR"},
 		{Resolver: "branch", QType: "A", Success: false, Rcode: "NXDOMAIN", Reason: probe.DNSNXDomain}} // the name's fault, not the resolver's
 	st := StateView{Site: "s", ReloadOK: false, ReloadErr: "reachd.toml:12: unknown key \"prxy\""}
@@ -136,6 +137,7 @@ func TestSummaryWarnings(t *testing.T) {
 	want := []string{
 		`reload true: the last config reload failed, the previous config keeps running: reachd.toml:12: unknown key "prxy"`,
 		"config false: path env-proxy: environment path with no proxy set (HTTPS_PROXY, HTTP_PROXY are empty): it probes direct",
+		"flapping false: acme/jp/later on direct is up now but changed state 4 times in its last 10 runs (60% passed)",
 		"certificate true: the certificate of soon.reachd.test expires 2026-11-27 07:00 UTC (in 5 d), seen on direct",
 		"resolver false: resolver branch failed 2 of 3 queries: dns_servfail ×2",
 		"dns false: the hosts file /etc/hosts pins soon.reachd.test to 10.1.2.3, but DNS answers 10.1.2.4: a stale pin?",
