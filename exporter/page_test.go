@@ -319,7 +319,7 @@ func TestStatusPageFilters(t *testing.T) {
 	}
 	tests := []struct{ query, want string }{
 		{"", "[acme/jp/api acme/jp/telemetry globex/eu/ingest globex/eu/fresh]"}, // down, then flapping (ingest), then pending
-		{"state=down", "[acme/jp/api acme/jp/telemetry]"}, // ingest is up on its last run
+		{"state=down", "[acme/jp/api acme/jp/telemetry]"},                        // ingest is up on its last run
 		{"state=up", "[acme/jp/api globex/eu/ingest]"},
 		{"state=pending", "[globex/eu/fresh]"},
 		{"vendor=globex", "[globex/eu/ingest globex/eu/fresh]"},

@@ -124,7 +124,7 @@ func TestSummaryWarnings(t *testing.T) {
 		{Resolver: "system", QType: "A", Success: true, Rcode: "NOERROR", Source: "hosts", Warning: "the hosts file /etc/hosts pins soon.reachd.test to 10.1.2.3, but DNS answers 10.1.2.4: a stale pin?"}}
 	inspected := view(soon, "inspect-proxy", "", "")
 	inspected.Last.TLS.Intercepted, inspected.Last.TLS.Issuer = true, "Corp Inspection CA"
-	far := view(later, "direct", "", "") // 80 days: no warning
+	far := view(later, "direct", "", "")     // 80 days: no warning
 	far.Runs, far.Up, far.Changes = 10, 6, 4 // failed 4 of its last 10 runs, each time alone
 	far.Last.DNS = []probe.DNSResult{{Resolver: "corp", QType: "A", Success: true, Rcode: "NOERROR"},
 		{Resolver: "branch", QType: "A", Success: false, Rcode: "NXDOMAIN", Reason: probe.DNSNXDomain}} // the name's fault, not the resolver's
