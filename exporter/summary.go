@@ -471,18 +471,41 @@ func resolverWarnings(probes []probeView) []pageWarning {
 }
 
 // flapWarnings name the probes whose state changed more than twice in
-// their kept history: a plain "up" would hide them.
+// their kept history: a plain "up" would hide them. Past a few, they are
+// one warning counted by path: a whole site flapping is one story.
 func flapWarnings(probes []probeView) []pageWarning {
-	var out []pageWarning
+	var flapping []probeView
 	for _, p := range probes {
-		if p.Changes <= flapChanges {
-			continue
+		if p.Changes > flapChanges {
+			flapping = append(flapping, p)
 		}
+	}
+	if len(flapping) > maxFlapWarnings {
+		byPath := map[string]int{}
+		var paths []string
+		for _, p := range flapping {
+			if byPath[p.Path] == 0 {
+				paths = append(paths, p.Path)
+			}
+			byPath[p.Path]++
+		}
+		parts := make([]string, len(paths))
+		for i, path := range paths {
+			parts[i] = path + " " + strconv.Itoa(byPath[path])
+		}
+		return []pageWarning{{Kind: "flapping", Text: strconv.Itoa(len(flapping)) + " probes changed state more than " + strconv.Itoa(flapChanges) +
+			" times in their kept runs (" + strings.Join(parts, ", ") + "): their rows carry a flapping tag"}}
+	}
+	out := make([]pageWarning, 0, len(flapping))
+	for _, p := range flapping {
 		out = append(out, pageWarning{Kind: "flapping", Text: p.Target.ID() + " on " + p.Path + " is " + p.State + " now but changed state " +
 			strconv.Itoa(p.Changes) + " times in its last " + strconv.Itoa(p.Runs) + " runs (" + strconv.Itoa(p.Up*100/p.Runs) + "% passed)"})
 	}
 	return out
 }
+
+// maxFlapWarnings is how many flapping probes are named one by one.
+const maxFlapWarnings = 5
 
 // dnsWarnings are the per-resolver checks' own warnings (a hosts-file pin
 // that DNS contradicts), each once.

@@ -172,3 +172,21 @@ func TestSummaryMergesPaths(t *testing.T) {
 		t.Errorf("merged cause %+v", c)
 	}
 }
+
+// TestSummaryManyFlapping: a site whose every probe flaps gets one
+// warning, counted by path, not one per probe.
+func TestSummaryManyFlapping(t *testing.T) {
+	var ps []probeView
+	for i := range 8 {
+		tg := pageTarget("acme", "jp", fmt.Sprintf("t%d", i), "direct", "corp-proxy")
+		for _, path := range tg.Paths {
+			v := view(tg, path, "", "")
+			v.Runs, v.Up, v.Changes = 10, 7, 6
+			ps = append(ps, v)
+		}
+	}
+	s := summarize(ps, loaded, nil, t0)
+	if len(s.Warnings) != 1 || s.Warnings[0].Text != "16 probes changed state more than 2 times in their kept runs (direct 8, corp-proxy 8): their rows carry a flapping tag" {
+		t.Errorf("warnings %+v", s.Warnings)
+	}
+}
