@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -683,6 +684,27 @@ type pageWriter struct {
 
 func (w *pageWriter) esc(s string) { w.WriteString(html.EscapeString(s)) }
 
+// breakable writes a host:port escaped, with a line-break opportunity
+// after each dot and before the port, so that a long name wraps between
+// its labels rather than inside one.
+func (w *pageWriter) breakable(s string) {
+	for {
+		i := strings.IndexAny(s, ".:")
+		if i < 0 {
+			w.esc(s)
+			return
+		}
+		if s[i] == ':' {
+			w.esc(s[:i])
+			w.WriteString("<wbr>:")
+		} else {
+			w.esc(s[:i+1])
+			w.WriteString("<wbr>")
+		}
+		s = s[i+1:]
+	}
+}
+
 // s writes the parts one after another, without joining them first.
 func (w *pageWriter) s(parts ...string) {
 	for _, p := range parts {
@@ -764,7 +786,7 @@ func writeRow(w *pageWriter, r *pageRow) {
 	w.s(">\n", `<summary class="grid">`, "\n", `<div class="target"><div><span class="name">`)
 	w.esc(r.Name)
 	w.WriteString(`</span><span class="addr mono">`)
-	w.esc(r.Address)
+	w.breakable(r.Address)
 	w.WriteString("</span></div></div>\n")
 	for i := range r.Cells {
 		writeCell(w, &r.Cells[i])
