@@ -473,7 +473,7 @@ func newCell(e *Entry, now time.Time, segs *[]historySeg) pageCell {
 	}
 	c.State = stateUp
 	c.Latency = latency(r.Duration)
-	c.Since = e.Since.UTC().Format("2006-01-02 15:04:05 UTC") + " (" + ago(now.Sub(e.Since)) + ")"
+	c.Since = string(appendStamp(make([]byte, 0, 48), e.Since)) + " (" + ago(now.Sub(e.Since)) + ")"
 	c.For = age(now.Sub(e.Since))
 	if r.Err != nil {
 		c.State, c.Stage, c.Reason, c.Hint = stateDown, string(r.Err.Stage), string(r.Err.Reason), r.Err.Reason.Hint()
