@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"net/url"
@@ -164,11 +165,18 @@ func TestStatusPageMatrix(t *testing.T) {
 	var cells []string
 	for c := range row[0].Descendants() {
 		if c.Type == html.ElementNode && hasAttr(c, "class", "cell") {
-			cells = append(cells, strings.Join(strings.Fields(text(c)), " "))
+			cells = append(cells, strings.Join(strings.Fields(textNoSVG(c)), " "))
 		}
 	}
-	if want := []string{"direct up 42 ms", "corp-proxy down 3.0 ms proxy_auth_required"}; fmt.Sprint(cells) != fmt.Sprint(want) {
+	// State, latency, reason; the availability over the kept runs and how
+	// long the state has lasted.
+	if want := []string{"direct up 42 ms 100% for 9 min", "corp-proxy down 3.0 ms proxy_auth_required 0% for 9 min"}; fmt.Sprint(cells) != fmt.Sprint(want) {
 		t.Errorf("api cells %q, want %q", cells, want)
+	}
+	// ingest alternates up and down: four changes in five runs is flapping.
+	ingest := elements(t, page, "div[data-flapping]")
+	if len(ingest) != 1 || !hasAttr(ingest[0], "data-path", "direct") || !strings.Contains(textNoSVG(ingest[0]), "flapping") || !strings.Contains(textNoSVG(ingest[0]), "60%") {
+		t.Errorf("flapping cells: %d", len(ingest))
 	}
 	if n := len(elements(t, page, "div[data-reason=proxy_auth_required]")); n != 2 {
 		t.Errorf("%d proxy_auth_required cells, want 2", n)
@@ -190,7 +198,31 @@ func TestStatusPageMatrix(t *testing.T) {
 			t.Errorf("page lacks %q", want)
 		}
 	}
-	// The history strip: a bar per run, red for failures, a title each.
+	// The summary: the causes, worst first, each linking to its rows; the
+	// verdict per vendor region; the one warning: ingest flaps.
+	var causes []string
+	for _, n := range elements(t, page, "li.cause") {
+		causes = append(causes, strings.Join(strings.Fields(text(elements(t, renderNode(t, n), "div.what")[0])), " "))
+	}
+	want := []string{
+		"all 2 probes on corp-proxy fail at proxy with proxy_auth_required since 2026-11-22 06:00 UTC (9 min ago)",
+		"1 of 4 probes on direct fail at dns with dns_nxdomain: resolver 127.0.0.1:53 answers NXDOMAIN since 2026-11-22 06:00 UTC (9 min ago)",
+	}
+	if fmt.Sprint(causes) != fmt.Sprint(want) {
+		t.Errorf("causes\n%q\nwant\n%q", causes, want)
+	}
+	if links := elements(t, page, "a[href=#acme/jp/telemetry]"); len(links) != 2 { // from both its causes
+		t.Errorf("%d links to the telemetry row, want 2", len(links))
+	}
+	verdicts := strings.Join(strings.Fields(text(elements(t, page, "ul[id=verdicts]")[0])), " ")
+	if !strings.Contains(verdicts, "acme / jp: not fully reachable on any path corp-proxy 0/2 up · direct 1/2 up") || !strings.Contains(verdicts, "globex / eu: not fully reachable on any path direct 1/2 up") {
+		t.Errorf("verdicts %q", verdicts)
+	}
+	if w := elements(t, page, "li[data-kind]"); len(w) != 1 || !strings.Contains(text(w[0]), "globex/eu/ingest on direct is up now but changed state 4 times in its last 5 runs (60% passed)") {
+		t.Errorf("warnings: want only ingest flapping, got %d", len(w))
+	}
+	// The history strip: a bar per series of runs with the same outcome,
+	// red for failures, a title each naming their times and outcome.
 	strip := elements(t, page, "svg.strip")
 	if len(strip) != 5 {
 		t.Fatalf("%d history strips, want 5 (the pending probe has none)", len(strip))
@@ -204,8 +236,71 @@ func TestStatusPageMatrix(t *testing.T) {
 		}
 		titles = append(titles, text(n))
 	}
-	if bars != 25 || red != 17 || !strings.Contains(strings.Join(titles, "\n"), "2026-11-22 06:01:00 UTC down: tls_untrusted_ca") {
+	all = strings.Join(titles, "\n")
+	if bars != 9 || red != 5 || !strings.Contains(all, "2026-11-22 06:01:00 UTC down: tls_untrusted_ca") ||
+		!strings.Contains(all, "2026-11-22 06:00:00 UTC – 2026-11-22 06:04:00 UTC, 5 runs down: proxy_auth_required") {
 		t.Errorf("%d bars, %d red, titles %q", bars, red, titles)
+	}
+}
+
+// renderNode renders n back to HTML, to query inside it.
+func renderNode(t testing.TB, n *html.Node) string {
+	var b bytes.Buffer
+	if err := html.Render(&b, n); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// textNoSVG is the text of n without the history strip's titles.
+func textNoSVG(n *html.Node) string {
+	var b strings.Builder
+	var walk func(*html.Node)
+	walk = func(n *html.Node) {
+		if n.Type == html.ElementNode && n.Data == "svg" {
+			return
+		}
+		if n.Type == html.TextNode {
+			b.WriteString(n.Data)
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c)
+		}
+	}
+	walk(n)
+	return b.String()
+}
+
+// TestStatusPageOrder: failing rows and groups come first by default,
+// alphabetical with ?order=name.
+func TestStatusPageOrder(t *testing.T) {
+	a1, a2 := pageTarget("alpha", "x", "a1", "direct"), pageTarget("alpha", "x", "a2", "direct")
+	z1, z2, z3 := pageTarget("zulu", "y", "z1", "direct"), pageTarget("zulu", "y", "z2", "direct"), pageTarget("zulu", "y", "z3", "direct")
+	s := NewStore()
+	Sync(s, []pageProbe{{a1, "direct"}, {a2, "direct"}, {z1, "direct"}, {z2, "direct"}, {z3, "direct"}})
+	for _, tg := range []*targets.Target{a1, a2, z1} {
+		s.Record(tg.ID()+"/direct", upResult(tg, "direct", t0))
+	}
+	s.Record(z2.ID()+"/direct", downResult(z2, "direct", t0, probe.TCPRefused, "connection refused"))
+	rows := func(query string) string {
+		var ids []string
+		for _, n := range elements(t, render(t, s, loaded, query), "details.row") {
+			for _, a := range n.Attr {
+				if a.Key == "id" {
+					ids = append(ids, a.Val)
+				}
+			}
+		}
+		return fmt.Sprint(ids)
+	}
+	if got, want := rows(""), "[zulu/y/z2 zulu/y/z3 zulu/y/z1 alpha/x/a1 alpha/x/a2]"; got != want {
+		t.Errorf("failing first: %s, want %s", got, want)
+	}
+	if got, want := rows("order=name"), "[alpha/x/a1 alpha/x/a2 zulu/y/z1 zulu/y/z2 zulu/y/z3]"; got != want {
+		t.Errorf("by name: %s, want %s", got, want)
+	}
+	if got, want := rows("path=direct&reason=tcp_refused"), "[zulu/y/z2]"; got != want {
+		t.Errorf("a cause's link: %s, want %s", got, want)
 	}
 }
 
@@ -223,14 +318,15 @@ func TestStatusPageFilters(t *testing.T) {
 		return ids
 	}
 	tests := []struct{ query, want string }{
-		{"", "[acme/jp/api acme/jp/telemetry globex/eu/fresh globex/eu/ingest]"},
-		{"state=down", "[acme/jp/api acme/jp/telemetry]"}, // ingest is up on its last run
+		{"", "[acme/jp/api acme/jp/telemetry globex/eu/ingest globex/eu/fresh]"}, // down, then flapping (ingest), then pending
+		{"state=down", "[acme/jp/api acme/jp/telemetry]"},                        // ingest is up on its last run
 		{"state=up", "[acme/jp/api globex/eu/ingest]"},
 		{"state=pending", "[globex/eu/fresh]"},
-		{"vendor=globex", "[globex/eu/fresh globex/eu/ingest]"},
+		{"vendor=globex", "[globex/eu/ingest globex/eu/fresh]"},
+		{"vendor=globex&order=name", "[globex/eu/fresh globex/eu/ingest]"},
 		{"region=jp&state=down", "[acme/jp/api acme/jp/telemetry]"},
 		{"vendor=nobody", "[]"},
-		{"state=bogus", "[acme/jp/api acme/jp/telemetry globex/eu/fresh globex/eu/ingest]"},
+		{"state=bogus", "[acme/jp/api acme/jp/telemetry globex/eu/ingest globex/eu/fresh]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.query, func(t *testing.T) {
@@ -257,11 +353,11 @@ func TestStatusPageFilters(t *testing.T) {
 	selected := 0
 	for _, o := range elements(t, page, "option[selected]") {
 		selected++
-		if v := text(o); v != "acme" && v != "down" && v != "10 s" {
+		if v := text(o); v != "acme" && v != "down" && v != "10 s" && v != "failing first" {
 			t.Errorf("option %q selected", v)
 		}
 	}
-	if selected != 3 || !strings.Contains(page, "showing 2 of 4 targets") {
+	if selected != 4 || !strings.Contains(page, "showing 2 of 4 targets") {
 		t.Errorf("%d options selected; or the shown count is missing", selected)
 	}
 	if off := render(t, s, loaded, "refresh=0"); len(elements(t, off, "meta[http-equiv=refresh]")) != 0 {
@@ -280,6 +376,8 @@ func TestParseFilter(t *testing.T) {
 		{"", pageFilter{Refresh: 30}},
 		{"vendor=a&region=b&state=down", pageFilter{Vendor: "a", Region: "b", State: "down", Refresh: 30}},
 		{"state=sideways", pageFilter{Refresh: 30}},
+		{"order=name&path=direct&reason=dns_error", pageFilter{Order: "name", Path: "direct", Reason: "dns_error", Refresh: 30}},
+		{"order=backwards", pageFilter{Refresh: 30}},
 		{"refresh=0", pageFilter{}},
 		{"refresh=-5", pageFilter{}},
 		{"refresh=1", pageFilter{Refresh: 5}},
@@ -309,11 +407,11 @@ func TestStatusPageEscapes(t *testing.T) {
 	Sync(s, []pageProbe{p})
 	r := downResult(tg, p.path, t0, probe.TLSUntrustedCA, "d"+tag+attr+img)
 	r.TLS = &probe.TLSInfo{Version: 0x0303, Cipher: "c" + attr, Issuer: "i" + tag, Accepted: map[uint16]bool{0x0303: true}}
-	r.DNS = []probe.DNSResult{{Resolver: "res" + img, QType: "A", Rcode: "NOERROR", Answers: []string{"a" + tag}, Success: true}}
+	r.DNS = []probe.DNSResult{{Resolver: "res" + img, QType: "A", Rcode: "NOERROR", Answers: []string{"a" + tag}, Success: true, Source: "src" + attr, Warning: "w" + img}}
 	s.Record(p.Key(), r)
 	r.Err.Reason = probe.Reason("r" + tag + attr) // reaches the history strip's titles
 	s.Record(p.Key(), r)
-	st := StateView{Site: "s" + tag, ReloadOK: false, ReloadErr: "e" + attr + img}
+	st := StateView{Site: "s" + tag, ReloadOK: false, ReloadErr: "e" + attr + img, Warnings: []string{"w" + tag + attr + img}}
 	page := render(t, s, st, "vendor="+url.QueryEscape("v"+attr)+"&region="+url.QueryEscape(img))
 
 	doc, err := html.Parse(strings.NewReader(page))
@@ -347,19 +445,26 @@ func TestStatusPageEscapes(t *testing.T) {
 			t.Errorf("%q is not shown as text", s)
 		}
 	}
+	if w := elements(t, page, "li[data-kind=config]"); len(w) != 1 || !strings.Contains(text(w[0]), "w"+tag+attr+img) {
+		t.Error("the config warning is not shown as text")
+	}
 	if strings.Contains(page, tag) || strings.Contains(page, `"onmouseover`) {
 		t.Error("a hostile string appears unescaped in the source")
 	}
 }
 
-// BenchmarkStatusPage renders the page of 1,000 targets over two paths,
-// each probe with a full history.
+// BenchmarkStatusPage renders the page of 1,000 targets over three paths,
+// each probe with a full history, and reports the page's size raw and as
+// reachd sends it (gzip, BestSpeed).
 func BenchmarkStatusPage(b *testing.B) {
 	s := NewStore()
 	var probes []pageProbe
+	paths := []string{"direct", "corp-proxy", "inspect-proxy"}
 	for i := range 1000 {
-		tg := pageTarget(fmt.Sprintf("vendor-%d", i%10), fmt.Sprintf("r%d", i%7), fmt.Sprintf("target-%04d", i), "direct", "corp-proxy")
-		probes = append(probes, pageProbe{tg, "direct"}, pageProbe{tg, "corp-proxy"})
+		tg := pageTarget(fmt.Sprintf("vendor-%d", i%10), fmt.Sprintf("r%d", i%7), fmt.Sprintf("target-%04d", i), paths...)
+		for _, p := range paths {
+			probes = append(probes, pageProbe{tg, p})
+		}
 	}
 	Sync(s, probes)
 	for run := range HistoryLen {
@@ -374,15 +479,21 @@ func BenchmarkStatusPage(b *testing.B) {
 	}
 	m := pageMeta{State: loaded, Version: "1.2.3", Now: t0.Add(time.Hour)}
 	var size int
+	var zipped bytes.Buffer
 	b.ReportAllocs()
 	for b.Loop() { // as the server does: a pooled buffer
 		buf := pageBuffers.Get().(*bytes.Buffer)
 		if err := renderStatus(buf, s, m, pageFilter{Refresh: defaultRefresh}); err != nil {
 			b.Fatal(err)
 		}
-		size = buf.Len()
+		if size = buf.Len(); zipped.Len() == 0 {
+			gz, _ := gzip.NewWriterLevel(&zipped, gzip.BestSpeed)
+			gz.Write(buf.Bytes())
+			gz.Close()
+		}
 		buf.Reset()
 		pageBuffers.Put(buf)
 	}
 	b.ReportMetric(float64(size)/1e6, "MB/page")
+	b.ReportMetric(float64(zipped.Len())/1e6, "MB-gzip/page")
 }

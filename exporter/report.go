@@ -7,7 +7,8 @@ import (
 )
 
 // Report is the JSON document of `reachd check --format json` and
-// /api/v1/results (DESIGN §8).
+// /api/v1/results (DESIGN §8). Started is when the daemon (or the check)
+// started.
 type Report struct {
 	Site    string         `json:"site"`
 	Started time.Time      `json:"started"`
@@ -16,7 +17,11 @@ type Report struct {
 }
 
 // ResultReport is one probe (target x path). TLS and HTTP are null until
-// the probe reached that stage.
+// the probe reached that stage. State is "up", "down" or "pending" (a
+// configured probe whose first run has not ended: success false, no stage
+// or reason, LastRun and Since null). LastRun is when the last run started;
+// Since when the current state was first seen (the end of the run that
+// began it; for a single run, as in `reachd check`, that run's end).
 type ResultReport struct {
 	Vendor          string        `json:"vendor"`
 	Region          string        `json:"region"`
@@ -24,6 +29,9 @@ type ResultReport struct {
 	Host            string        `json:"host"`
 	Port            int           `json:"port"`
 	Path            string        `json:"path"`
+	State           string        `json:"state"`
+	LastRun         *time.Time    `json:"last_run"`
+	Since           *time.Time    `json:"since"`
 	Success         bool          `json:"success"`
 	Stage           string        `json:"stage"`
 	Reason          string        `json:"reason"`
@@ -96,8 +104,11 @@ type PACReport struct {
 func NewResultReport(r *probe.Result) ResultReport {
 	t := r.Target
 	out := ResultReport{Vendor: t.Vendor, Region: t.Region, Target: t.Name, Host: t.Host, Port: t.Port, Path: r.Path,
-		Success: r.Success(), DurationSeconds: r.Duration.Seconds(), Stages: []StageReport{}}
+		State: stateUp, Success: r.Success(), DurationSeconds: r.Duration.Seconds(), Stages: []StageReport{}}
+	start, end := r.Start.UTC(), r.Start.Add(r.Duration).UTC()
+	out.LastRun, out.Since = &start, &end
 	if e := r.Err; e != nil {
+		out.State = stateDown
 		out.Stage, out.Reason, out.Hint = string(e.Stage), string(e.Reason), e.Reason.Hint()
 		if e.Err != nil {
 			out.Detail = e.Err.Error()
@@ -160,13 +171,23 @@ func NewReport(site string, started time.Time, results []*probe.Result) Report {
 	return rep
 }
 
-// Report returns the stored last results as a report.
+// Report returns the stored last results as a report, in key order, with
+// the probes that have not run yet as pending; started is the daemon's
+// start.
 func (s *Store) Report(site string, started time.Time) Report {
-	var results []*probe.Result
+	rep := Report{Site: site, Started: started.UTC(), Results: []ResultReport{}, DNS: []DNSReport{}}
 	s.Range(func(e *Entry) {
-		if e.Last != nil {
-			results = append(results, e.Last)
+		if e.Last == nil {
+			t := e.Target
+			rep.Results = append(rep.Results, ResultReport{Vendor: t.Vendor, Region: t.Region, Target: t.Name, Host: t.Host, Port: t.Port, Path: e.Path,
+				State: statePending, Stages: []StageReport{}})
+			return
 		}
+		r := NewResultReport(e.Last)
+		since := e.Since.UTC()
+		r.Since = &since
+		rep.Results = append(rep.Results, r)
+		rep.DNS = append(rep.DNS, NewDNSReports(e.Last)...)
 	})
-	return NewReport(site, started, results)
+	return rep
 }

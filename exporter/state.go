@@ -15,6 +15,7 @@ type State struct {
 	reloadSuccess time.Time
 	reloadErr     string
 	ready         bool
+	warnings      []string
 }
 
 // NewState returns the state of a daemon that started now.
@@ -34,6 +35,16 @@ func (s *State) Failed(err error) {
 	s.reloadOK, s.reloadErr = false, err.Error()
 }
 
+// SetWarnings records the running config's warnings (problems that did
+// not stop the load, such as an environment path with no proxy set), for
+// the status page. A reload that fails keeps the previous ones, as it
+// keeps the previous config.
+func (s *State) SetWarnings(warnings []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.warnings = append([]string(nil), warnings...)
+}
+
 // StateView is a copy of the state.
 type StateView struct {
 	Site          string
@@ -42,13 +53,14 @@ type StateView struct {
 	ReloadSuccess time.Time
 	ReloadErr     string
 	Ready         bool
+	Warnings      []string // the running config's; do not modify
 }
 
 // View returns a copy of the state.
 func (s *State) View() StateView {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return StateView{s.site, s.started, s.reloadOK, s.reloadSuccess, s.reloadErr, s.ready}
+	return StateView{s.site, s.started, s.reloadOK, s.reloadSuccess, s.reloadErr, s.ready, s.warnings}
 }
 
 func unix(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }

@@ -146,6 +146,7 @@ func (d *daemon) apply(cfg *configs.Config) {
 	}
 	d.probers.Store(&byKey)
 	d.sched.Update(jobs, cfg.Defaults.Concurrency)
+	d.state.SetWarnings(cfg.Warnings)
 	d.state.Loaded(cfg.Site)
 }
 
