@@ -104,6 +104,7 @@ func New(t targets.Target, p configs.Path, env *Env) *Prober {
 	}
 	if t.Has(targets.CheckHTTP) {
 		pr.http = newHTTPProber(t, env.userAgent)
+		pr.http.proxy = pr.proxy
 	}
 	pr.version = fingerprint(t, p, env)
 	return pr

@@ -16,6 +16,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
+	"unicode/utf8"
 )
 
 // proxyDialer opens a CONNECT tunnel to one target through one proxy.
@@ -97,46 +99,49 @@ func (pd *proxyDialer) handshake(ctx context.Context, conn net.Conn) (net.Conn, 
 	// A proxy that answers with endless headers (or a huge error body) is
 	// cut off at MaxHeader; the tunnel behind the answer is not bounded.
 	limit := &io.LimitedReader{R: conn, N: MaxHeader}
-	br := bufio.NewReader(limit)
+	rec := &errRecorder{r: limit}
+	br := bufio.NewReader(rec)
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
 	if err != nil {
+		err = rec.cause(err)
 		if limit.N <= 0 {
 			err = fmt.Errorf("more than %d bytes of status line and headers: %w", MaxHeader, err)
 		}
 		return nil, pd.classify(fmt.Errorf("reading the answer to CONNECT: %w", err))
 	}
-	resp.Body.Close()
-	limit.N = math.MaxInt64
 	code := resp.StatusCode
-	switch {
-	case code >= 200 && code < 300:
+	if code >= 200 && code < 300 {
+		// The tunnel starts right after the header: a Content-Length or
+		// Transfer-Encoding on a 2xx answer to CONNECT is ignored (RFC 9110
+		// §9.3.6), so its body is never read.
+		limit.N = math.MaxInt64
 		if br.Buffered() > 0 {
 			return &bufferedConn{Conn: conn, r: br}, nil
 		}
 		return conn, nil
-	case code == http.StatusProxyAuthRequired:
-		return nil, fail(ProxyAuthRequired, pd.authDetail(resp))
-	case code == http.StatusBadGateway || code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout:
-		return nil, fail(ProxyUpstreamFailed, pd.refusal(resp))
-	case code >= 400 && code < 500:
-		return nil, fail(ProxyDenied, pd.refusal(resp))
 	}
-	return nil, fail(ProxyError, pd.refusal(resp))
+	return nil, pd.answerVerdict(resp, connectBody(conn, resp), true)
 }
 
-// refusal is the detail of a proxy's answer other than 2xx or 407: the
-// status and, from squid, the error page it chose (X-Squid-Error:
-// ERR_CONNECT_FAIL 111, ERR_DNS_FAIL 0, ERR_ACCESS_DENIED 0), which
-// tells a refused upstream from a failed lookup behind the same 503.
-func (pd *proxyDialer) refusal(resp *http.Response) error {
-	if e := resp.Header.Get("X-Squid-Error"); e != "" {
-		if len(e) > 64 {
-			e = e[:64]
-		}
-		return fmt.Errorf("proxy %s answered %q (X-Squid-Error %q)", pd.display, resp.Status, e)
+// connectBody is the short text a proxy sent with a refusal (mitmproxy:
+// "Cannot connect to host:port: [Errno 111] ..."), or "" for an HTML
+// page, a long body or one that does not come at once.
+func connectBody(conn net.Conn, resp *http.Response) string {
+	ct := resp.Header.Get("Content-Type")
+	if resp.ContentLength <= 0 || resp.ContentLength > 512 || (ct != "" && !strings.HasPrefix(ct, "text/plain")) {
+		return ""
 	}
-	return fmt.Errorf("proxy %s answered %q", pd.display, resp.Status)
+	// The verdict is known already: the quote may not delay it.
+	conn.SetReadDeadline(time.Now().Add(quoteWait))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if err != nil || !utf8.Valid(b) {
+		return ""
+	}
+	return strings.Join(strings.Fields(string(b)), " ")
 }
+
+// quoteWait bounds the wait for the body of a proxy's refusal.
+const quoteWait = 250 * time.Millisecond
 
 // untrustedProxy names the issuer of an https:// proxy's certificate that
 // does not verify, and where to trust it.
@@ -148,23 +153,6 @@ func untrustedProxy(err error) error {
 			issuerName(cve.UnverifiedCertificates[0]), err)
 	}
 	return err
-}
-
-func (pd *proxyDialer) authDetail(resp *http.Response) error {
-	var schemes []string
-	for _, v := range resp.Header.Values("Proxy-Authenticate") {
-		if s, _, _ := strings.Cut(strings.TrimSpace(v), " "); s != "" {
-			schemes = append(schemes, s)
-		}
-	}
-	offered := "no scheme"
-	if len(schemes) > 0 {
-		offered = strings.Join(schemes, ", ")
-	}
-	if pd.authSent {
-		return fmt.Errorf("proxy %s rejected the configured credentials (407; offers %s)", pd.display, offered)
-	}
-	return fmt.Errorf("proxy %s demands credentials (407; offers %s) and the path has none", pd.display, offered)
 }
 
 func (pd *proxyDialer) classify(err error) *Error {
