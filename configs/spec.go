@@ -38,6 +38,11 @@ type pathSpec struct {
 	PasswordFile string `toml:"password_file"`
 	PasswordEnv  string `toml:"password_env"`
 	CAFile       string `toml:"ca_file"`
+	Auth         string `toml:"auth"`
+	Keytab       string `toml:"keytab"`
+	Principal    string `toml:"principal"`
+	Krb5Conf     string `toml:"krb5_conf"`
+	CCache       string `toml:"ccache"`
 }
 
 type metricsSpec struct {

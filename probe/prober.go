@@ -94,6 +94,7 @@ func New(t targets.Target, p configs.Path, env *Env) *Prober {
 	}
 	if proxy := proxyFor(t, p); proxy != nil {
 		pr.proxy = newProxyDialer(proxy, p.Username, p.Password, t.Address(), pr.resolver, trusted)
+		pr.proxy.setAuth(p)
 	}
 	if t.Has(targets.CheckTLS) {
 		var alpn []string
@@ -140,6 +141,7 @@ func fingerprint(t targets.Target, p configs.Path, env *Env) string {
 	fmt.Fprintf(h, "%s|%s|%d|%v|%v|%d|%s|%v|%v|%v|%s|%s|%s\n", t.ID(), t.Host, t.Port, t.Checks, t.Paths, t.TLSMinVersion,
 		t.HTTP.Path, t.HTTP.ExpectStatus, t.HTTP.ExpectBody, t.ExpectCIDRs, t.PinIssuer, t.Interval, t.Timeout)
 	fmt.Fprintf(h, "%s|%v|%v|%s|%s|%s|%v\n", p.Name, p.Proxy, p.Environment, p.ProxyEnv, p.Username, p.Password, p.CAFile)
+	fmt.Fprintf(h, "%s|%s|%s|%s|%s\n", p.Auth, p.Keytab, p.Principal, p.Krb5Conf, p.CCache)
 	for _, c := range p.CACerts {
 		h.Write(c.Raw)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/reachd/reachd/configs"
 )
 
 // proxyDialer opens a CONNECT tunnel to one target through one proxy.
@@ -26,8 +27,11 @@ type proxyDialer struct {
 	display  string   // the proxy as errors name it
 	resolver *resolver
 	tls      *tls.Config // for https:// proxies
-	connect  []byte      // the CONNECT request, rendered once; holds the secret
+	connect  string      // the CONNECT request line and Host header
+	auth     proxyAuth   // nil: none; holds the secret
 	authSent bool
+
+	user, password string // secret: for setAuth
 }
 
 func newProxyDialer(proxy *url.URL, user, password, target string, res *resolver, trusted *x509.CertPool) *proxyDialer {
@@ -43,15 +47,25 @@ func newProxyDialer(proxy *url.URL, user, password, target string, res *resolver
 	if proxy.Scheme == "https" {
 		pd.tls = &tls.Config{ServerName: pd.proxy.Hostname(), RootCAs: trusted, MinVersion: tls.VersionTLS12}
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n", target, target)
-	if user != "" {
-		pd.authSent = true
-		fmt.Fprintf(&b, "Proxy-Authorization: Basic %s\r\n", base64.StdEncoding.EncodeToString([]byte(user+":"+password)))
-	}
-	b.WriteString("\r\n")
-	pd.connect = []byte(b.String())
+	pd.connect = fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %s\r\n", target, target)
+	pd.user, pd.password = user, password
+	pd.setAuth(configs.Path{})
 	return pd
+}
+
+// setAuth authenticates as path p says (auth = basic, ntlm, negotiate),
+// with the credentials newProxyDialer was given.
+func (pd *proxyDialer) setAuth(p configs.Path) {
+	pd.auth = newProxyAuth(p, pd.user, pd.password, pd.proxy.Hostname())
+	pd.authSent = pd.auth != nil
+}
+
+// request renders a CONNECT with the Proxy-Authorization value h.
+func (pd *proxyDialer) request(h string) []byte {
+	if h == "" {
+		return []byte(pd.connect + "\r\n")
+	}
+	return []byte(pd.connect + "Proxy-Authorization: " + h + "\r\n\r\n")
 }
 
 // dial returns a tunnel to the target: the proxy stage.
@@ -93,17 +107,18 @@ func (pd *proxyDialer) handshake(ctx context.Context, conn net.Conn) (net.Conn, 
 		}
 		conn = tc
 	}
-	if _, err := conn.Write(pd.connect); err != nil {
-		return nil, pd.classify(err)
-	}
 	// A proxy that answers with endless headers (or a huge error body) is
-	// cut off at MaxHeader; the tunnel behind the answer is not bounded.
+	// cut off at MaxHeader, over every leg of the authentication; the
+	// tunnel behind the answer is not bounded.
 	limit := &io.LimitedReader{R: conn, N: MaxHeader}
 	rec := &errRecorder{r: limit}
 	br := bufio.NewReader(rec)
-	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	resp, _, err := authExchange(conn, br, rec, pd.auth, http.MethodConnect, pd.request)
 	if err != nil {
-		err = rec.cause(err)
+		var setup errAuthSetup
+		if errors.As(err, &setup) {
+			return nil, pd.setupFailed(setup.err)
+		}
 		if limit.N <= 0 {
 			err = fmt.Errorf("more than %d bytes of status line and headers: %w", MaxHeader, err)
 		}
@@ -121,6 +136,20 @@ func (pd *proxyDialer) handshake(ctx context.Context, conn net.Conn) (net.Conn, 
 		return conn, nil
 	}
 	return nil, pd.answerVerdict(resp, connectBody(conn, resp), true)
+}
+
+// setupFailed is the verdict when the credentials could not be made: a
+// KDC that refuses the principal or its key is a rejection of the
+// credentials, anything else (no KDC, no keytab) a failure to use them.
+func (pd *proxyDialer) setupFailed(err error) *Error {
+	err = fmt.Errorf("proxy %s: the path's credentials could not be used: %w", pd.display, err)
+	if strings.Contains(err.Error(), "KDC_ERR_") {
+		return fail(ProxyAuthRejected, err)
+	}
+	if isTimeout(err) {
+		return fail(ProxyTimeout, err)
+	}
+	return fail(ProxyError, err)
 }
 
 // connectBody is the short text a proxy sent with a refusal (mitmproxy:
