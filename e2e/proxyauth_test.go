@@ -17,10 +17,12 @@ import (
 	"github.com/reachd/reachd/probe/probetest"
 )
 
-// startAuthSquid runs squid with the http_port and auth lines of auth on
-// 127.0.0.1:port, allowing CONNECT only to loopback. env is added to
+// startAuthSquid runs squid with the auth lines of auth on
+// 127.0.0.1:port, allowing CONNECT only to loopback. files are copied
+// into squid's directory (the proxy user cannot read a test's temporary
+// directory), and "%DIR%" in auth and env names it. env is added to
 // squid's environment (its helpers inherit it).
-func startAuthSquid(t *testing.T, dnsAddr, auth string, env ...string) (port int, dir string) {
+func startAuthSquid(t *testing.T, dnsAddr, auth string, files map[string]string, env ...string) (port int, dir string) {
 	t.Helper()
 	requireRoot(t)
 	bin := requireTool(t, "squid", squidPkg)
@@ -35,6 +37,17 @@ func startAuthSquid(t *testing.T, dnsAddr, auth string, env ...string) (port int
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	for name, from := range files {
+		data, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, dir, name, string(data))
+	}
+	auth = strings.ReplaceAll(auth, "%DIR%", dir)
+	for i := range env {
+		env[i] = strings.ReplaceAll(env[i], "%DIR%", dir)
+	}
 	port = freePort(t)
 	writeFile(t, dir, "squid.conf", fmt.Sprintf(`http_port 127.0.0.1:%d
 icp_port 0
@@ -90,7 +103,7 @@ acl ntlm_users proxy_auth REQUIRED
 acl svc_user proxy_auth svc
 http_access deny !ntlm_users
 http_access deny !svc_user
-http_access allow all`)
+http_access allow all`, nil)
 	dir := t.TempDir()
 	proxy := "http://127.0.0.1:" + strconv.Itoa(port)
 	pass := writeFile(t, dir, "svc.pass", "Ntlm-s3cret-pw\n")
@@ -216,14 +229,14 @@ func startKDC(t *testing.T) *kdc {
 // TestNegotiateThroughSquid: reachd logs in to a real MIT KDC from a
 // keytab, and authenticates to squid with Kerberos through SPNEGO; squid
 // checks the ticket with negotiate_kerberos_auth and its own keytab. A
-// stale keytab (its key replaced since) is refused by the KDC:
-// proxy_auth_rejected.
+// stale keytab (its key replaced since) is refused by the KDC
+// (KDC_ERR_PREAUTH_FAILED): proxy_auth_rejected.
 func TestNegotiateThroughSquid(t *testing.T) {
 	requireFile(t, filepath.Join(squidLibexec, "negotiate_kerberos_auth"), squidPkg)
 	k := startKDC(t)
 	k.admin(t, "addprinc -randkey HTTP/proxy.reachd.test")
 	k.admin(t, "ktadd -k "+filepath.Join(k.dir, "proxy.keytab")+" HTTP/proxy.reachd.test")
-	k.admin(t, "addprinc -randkey svc")
+	k.admin(t, "addprinc -randkey +requires_preauth svc") // as Active Directory requires
 	stale := filepath.Join(k.dir, "stale.keytab")
 	k.admin(t, "ktadd -k "+stale+" svc")
 	keytab := filepath.Join(k.dir, "svc.keytab")
@@ -235,19 +248,13 @@ func TestNegotiateThroughSquid(t *testing.T) {
 		"good.reachd.test":  {A: []string{"127.0.0.1"}},
 		"proxy.reachd.test": {A: []string{"127.0.0.1"}},
 	})
-	proxyKeytab := filepath.Join(k.dir, "proxy.keytab")
-	proxyUser, err := user.Lookup("proxy")
-	if err == nil {
-		uid, _ := strconv.Atoi(proxyUser.Uid)
-		os.Chown(proxyKeytab, uid, -1)
-	}
-	os.Chmod(k.dir, 0o755)
-	port, _ := startAuthSquid(t, dnsSrv.Addr, `auth_param negotiate program /usr/lib/squid/negotiate_kerberos_auth -s GSS_C_NO_NAME -k `+proxyKeytab+`
+	port, sqDir := startAuthSquid(t, dnsSrv.Addr, `auth_param negotiate program /usr/lib/squid/negotiate_kerberos_auth -s GSS_C_NO_NAME -k %DIR%/proxy.keytab
 auth_param negotiate children 2 startup=1 idle=1
 auth_param negotiate keep_alive on
 acl krb_users proxy_auth REQUIRED
 http_access deny !krb_users
-http_access allow all`, "KRB5_CONFIG="+k.conf, "KRB5_KTNAME="+proxyKeytab)
+http_access allow all`, map[string]string{"proxy.keytab": filepath.Join(k.dir, "proxy.keytab"), "krb5.conf": k.conf},
+		"KRB5_CONFIG=%DIR%/krb5.conf", "KRB5_KTNAME=%DIR%/proxy.keytab")
 
 	dir := t.TempDir()
 	proxy := "http://proxy.reachd.test:" + strconv.Itoa(port)
@@ -290,6 +297,10 @@ http = { expect_status = [200], expect_body = "^ok" }
 		{"good/krb-stale", "proxy", "proxy_auth_rejected", []string{"KDC_ERR_PREAUTH_FAILED"}},
 		{"good/none", "proxy", "proxy_auth_required", []string{"(407; offers Negotiate) and the path has none"}},
 	})
+	// squid checked the ticket: the tunnel is logged as svc@REACHD.TEST.
+	if log := readFile(sqDir, "access.log"); !strings.Contains(log, "TCP_TUNNEL/200") || !strings.Contains(log, "svc@REACHD.TEST") {
+		t.Errorf("squid's access.log lacks a Kerberos tunnel as svc@REACHD.TEST:\n%s", log)
+	}
 
 	// validate rejects a negotiate path without key material, with file:line.
 	bad := writeFile(t, dir, "bad.toml", fmt.Sprintf("site = \"x\"\n[[path]]\nname = \"krb\"\nproxy = %q\nauth = \"negotiate\"\n", proxy))

@@ -143,7 +143,9 @@ func (pd *proxyDialer) handshake(ctx context.Context, conn net.Conn) (net.Conn, 
 // credentials, anything else (no KDC, no keytab) a failure to use them.
 func (pd *proxyDialer) setupFailed(err error) *Error {
 	err = fmt.Errorf("proxy %s: the path's credentials could not be used: %w", pd.display, err)
-	if strings.Contains(err.Error(), "KDC_ERR_") {
+	// The KDC refused the principal or its key, or (without required
+	// pre-authentication) answered with a key the keytab does not hold.
+	if msg := err.Error(); strings.Contains(msg, "KDC_ERR_") || strings.Contains(msg, "password/keytab incorrect") {
 		return fail(ProxyAuthRejected, err)
 	}
 	if isTimeout(err) {

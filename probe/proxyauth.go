@@ -221,11 +221,14 @@ func (a *negotiateAuth) principal() string {
 	return a.user
 }
 
-// redactKRB keeps gokrb5's error text, which never holds key material,
-// but drops its multi-line stack of wrapped causes.
+// redactKRB keeps the head of gokrb5's error text, which never holds key
+// material, and drops its chain of wrapped causes (" < ...").
 func redactKRB(err error) error {
 	s := err.Error()
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if i := strings.Index(s, " < "); i >= 0 {
 		s = s[:i]
 	}
 	return errors.New(s)
