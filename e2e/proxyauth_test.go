@@ -69,7 +69,7 @@ coredump_dir %[3]s
 netdb_filename none
 shutdown_lifetime 0 seconds
 acl to_loopback dst 127.0.0.0/8
-acl to_anywhere dst 0.0.0.0/0 ::/0
+acl to_anywhere dst all
 http_access deny to_anywhere !to_loopback
 %s
 `, port, dnsRelay(t, dnsAddr), dir, auth))
