@@ -79,6 +79,13 @@ type Resolver struct {
 	Name     string
 	Servers  []string // host:port
 	Protocol string   // "udp" (falls back to tcp on truncation) or "tcp"
+	// System is set for a resolver without servers: it stands for the
+	// host's own resolution, so it asks the hosts file first and applies
+	// resolv.conf's search list and ndots to names, as the OS does.
+	System    bool
+	HostsFile string   // System only: the hosts file (Options.HostsFile)
+	Search    []string // System only: resolv.conf's search domains
+	Ndots     int      // System only: resolv.conf's ndots (default 1)
 }
 
 // Path is a way out of the site: direct, or through a proxy.
@@ -128,6 +135,7 @@ type Trust struct {
 // Options are the load's view of its host; zero values use the real one.
 type Options struct {
 	ResolvConf string                                     // default /etc/resolv.conf
+	HostsFile  string                                     // default /etc/hosts
 	LookupEnv  func(key string) (string, bool)            // default os.LookupEnv
 	Catalog    func(dir string) (*targets.Catalog, error) // default targets.Load
 }
@@ -135,6 +143,9 @@ type Options struct {
 func (o Options) withDefaults() Options {
 	if o.ResolvConf == "" {
 		o.ResolvConf = "/etc/resolv.conf"
+	}
+	if o.HostsFile == "" {
+		o.HostsFile = "/etc/hosts"
 	}
 	if o.LookupEnv == nil {
 		o.LookupEnv = os.LookupEnv
@@ -269,11 +280,15 @@ func (l *loader) resolvers(specs []resolverSpec) []Resolver {
 			l.bad(key+".protocol", "resolver.protocol", "%q must be udp or tcp", r.Protocol)
 		}
 		if len(r.Servers) == 0 {
-			servers, err := systemServers(l.opts.ResolvConf)
+			cc, servers, err := systemServers(l.opts.ResolvConf)
 			if err != nil {
 				l.bad(key, "resolver.servers", "none given and %v", err)
 			}
 			res.Servers = servers
+			res.System, res.HostsFile = true, l.opts.HostsFile
+			if cc != nil {
+				res.Search, res.Ndots = cc.Search, cc.Ndots
+			}
 		}
 		for j, srv := range r.Servers {
 			addr, err := serverAddr(srv)
