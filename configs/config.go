@@ -109,7 +109,21 @@ type Path struct {
 	// PAC, for proxy = "pac" or "wpad", is where the PAC file that picks
 	// the proxy per target comes from; nil for other paths.
 	PAC *PACSource
+	// Auth is how the path authenticates to its proxy: AuthBasic (the
+	// default with a username), AuthNTLM or AuthNegotiate; "" for none.
+	Auth string
+	// Negotiate's key material: a keytab with the principal to log in as,
+	// or a credential cache (or username and password); krb5_conf names
+	// the realm's KDCs ("" is /etc/krb5.conf). Paths, read when used.
+	Keytab, Principal, Krb5Conf, CCache string
 }
+
+// The proxy authentication schemes of a path.
+const (
+	AuthBasic     = "basic"
+	AuthNTLM      = "ntlm"
+	AuthNegotiate = "negotiate"
+)
 
 // ProxyEnv is the proxy environment an environment path decides with.
 type ProxyEnv struct {

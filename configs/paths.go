@@ -109,6 +109,7 @@ func (l *loader) path(key string, ps pathSpec) Path {
 	if p.Password != "" && p.Username == "" {
 		l.bad(key, "path.username", "missing: a password is set without a username")
 	}
+	l.auth(key, ps, &p)
 	if ps.CAFile != "" {
 		certs, err := readCerts(p.CAFile)
 		if err != nil {
@@ -117,6 +118,45 @@ func (l *loader) path(key string, ps pathSpec) Path {
 		p.CACerts = certs
 	}
 	return p
+}
+
+// auth validates the path's proxy authentication and its key material.
+func (l *loader) auth(key string, ps pathSpec, p *Path) {
+	p.Auth = ps.Auth
+	if p.Auth == "" && p.Username != "" {
+		p.Auth = AuthBasic
+	}
+	switch ps.Auth {
+	case "", AuthBasic, AuthNTLM:
+		if ps.Auth != "" && (p.Username == "" || p.Password == "") {
+			l.bad(key+".auth", "path.auth", "%q needs username and password_file or password_env", ps.Auth)
+		}
+		for _, kv := range [][2]string{{"keytab", ps.Keytab}, {"principal", ps.Principal}, {"krb5_conf", ps.Krb5Conf}, {"ccache", ps.CCache}} {
+			if kv[1] != "" {
+				l.bad(key+"."+kv[0], "path."+kv[0], "only for auth = \"negotiate\"")
+			}
+		}
+	case AuthNegotiate:
+		p.Keytab, p.Principal, p.Krb5Conf, p.CCache = l.file(ps.Keytab), ps.Principal, l.file(ps.Krb5Conf), l.file(ps.CCache)
+		switch {
+		case ps.Keytab != "" && ps.CCache != "":
+			l.bad(key+".ccache", "path.ccache", "set keytab or ccache, not both")
+		case ps.Keytab != "" && ps.Principal == "":
+			l.bad(key+".keytab", "path.principal", "missing: the principal (user@REALM) to log in as with the keytab")
+		case ps.Keytab == "" && ps.CCache == "" && (p.Username == "" || p.Password == ""):
+			l.bad(key+".auth", "path.auth", "\"negotiate\" needs Kerberos key material: keytab and principal, ccache, or username and password_file")
+		}
+		for _, kf := range [][2]string{{"keytab", p.Keytab}, {"krb5_conf", p.Krb5Conf}, {"ccache", p.CCache}} {
+			if kf[1] == "" {
+				continue
+			}
+			if _, err := os.Stat(kf[1]); err != nil {
+				l.bad(key+"."+kf[0], "path."+kf[0], "%v", err)
+			}
+		}
+	default:
+		l.bad(key+".auth", "path.auth", "%q: use basic, ntlm or negotiate", ps.Auth)
+	}
 }
 
 func (l *loader) env(key string) string {

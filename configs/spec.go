@@ -41,6 +41,11 @@ type pathSpec struct {
 	CAFile       string `toml:"ca_file"`
 	PACURL       string `toml:"pac_url"`  // proxy = "pac"
 	PACFile      string `toml:"pac_file"` // proxy = "pac"
+	Auth         string `toml:"auth"`
+	Keytab       string `toml:"keytab"`
+	Principal    string `toml:"principal"`
+	Krb5Conf     string `toml:"krb5_conf"`
+	CCache       string `toml:"ccache"`
 }
 
 type metricsSpec struct {

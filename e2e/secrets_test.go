@@ -190,7 +190,7 @@ func testDaemonSecrets(t *testing.T, out *outputs, file, badFile string) {
 	t.Helper()
 	d, stdout, stderr := startDaemonCapturing(t, "--config.file", file, "--web.enable-lifecycle", "--log.level=debug")
 	d.waitFor(t, "/metrics", func(code int, body string) bool {
-		return code == 200 && strings.Count(body, "reachd_probe_success{") == 4 && strings.Contains(body, "proxy_auth_required")
+		return code == 200 && strings.Count(body, "reachd_probe_success{") == 4 && strings.Contains(body, "proxy_auth_rejected")
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for strings.Count(stderr.String(), `msg="probe down"`) < 2 {
@@ -237,7 +237,7 @@ func testDaemonSecrets(t *testing.T, out *outputs, file, badFile string) {
 	if code := d.stop(t); code != 0 {
 		t.Errorf("exit %d after SIGTERM", code)
 	}
-	for _, want := range []string{`msg="probe down"`, "proxy_auth_required", "reloading the config failed"} {
+	for _, want := range []string{`msg="probe down"`, "proxy_auth_rejected", "reloading the config failed"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("the daemon's log lacks %q: the search would miss what it should cover\n%s", want, stderr)
 		}

@@ -383,7 +383,7 @@ func TestSquidPaths(t *testing.T) {
 		{"good/open", "", "", "E2E Lab Root CA", false},
 		{"good/auth", "", "", "E2E Lab Root CA", false},
 		{"good/auth-none", "proxy_auth_required", "demands credentials (407; offers Basic) and the path has none", "", false},
-		{"good/auth-wrong", "proxy_auth_required", "rejected the configured credentials (407; offers Basic)", "", false},
+		{"good/auth-wrong", "proxy_auth_rejected", "rejected the configured credentials (407; offers Basic)", "", false},
 		{"blocked/open", "proxy_denied", `answered "403 Forbidden" (X-Squid-Error "ERR_ACCESS_DENIED 0")`, "", false},
 		{"refused/open", "proxy_upstream_failed", `answered "503 Service Unavailable" (X-Squid-Error "ERR_CONNECT_FAIL 111")`, "", false},
 		{"good/bump-ca", "", "", "Squid Bump CA", true},

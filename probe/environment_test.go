@@ -107,7 +107,7 @@ func TestEnvironmentProxyCredentials(t *testing.T) {
 		reason         Reason
 		detail         string
 	}{
-		{"wrong password", withCreds(proxy.Addr, "Wrong-S3cret@pw"), ProxyAuthRequired, "proxy http://" + proxy.Addr + " rejected the configured credentials"},
+		{"wrong password", withCreds(proxy.Addr, "Wrong-S3cret@pw"), ProxyAuthRejected, "proxy http://" + proxy.Addr + " rejected the configured credentials"},
 		{"proxy down", withCreds(gone, pass), ProxyUnreachable, "proxy http://" + gone + ": "},
 		{"proxy name unknown", withCreds("nowhere.reachd.test:3128", pass), ProxyDNSFailed, "proxy http://nowhere.reachd.test:3128: dns_nxdomain"},
 	}

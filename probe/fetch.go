@@ -73,12 +73,16 @@ func (f *fetcher) fetch(ctx context.Context, raw string, maxBody int64) (*fetche
 	defer conn.Close()
 	stop := deadlineOnCancel(ctx, conn)
 	defer stop()
-	if _, err := io.WriteString(conn, renderGet(u, pd, f.userAgent)); err != nil {
-		return nil, classifyHTTP(fmt.Errorf("GET %s: %w", u.Redacted(), err))
+	rec := &errRecorder{r: io.LimitReader(conn, MaxHeader+maxBody+1)}
+	br := bufio.NewReader(rec)
+	var resp *http.Response
+	if pd != nil {
+		resp, err = pd.get(conn, br, rec, u, f.userAgent)
+	} else if _, err = io.WriteString(conn, renderGet(u, false, "", f.userAgent)); err == nil {
+		resp, err = http.ReadResponse(br, nil)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(io.LimitReader(conn, MaxHeader+maxBody+1)), nil)
 	if err != nil {
-		return nil, classifyHTTP(fmt.Errorf("GET %s: %w", u.Redacted(), err))
+		return nil, classifyHTTP(fmt.Errorf("GET %s: %w", u.Redacted(), rec.cause(err)))
 	}
 	defer resp.Body.Close()
 	if pd != nil {
@@ -148,10 +152,11 @@ func (pd *proxyDialer) connectForward(ctx context.Context) (net.Conn, *Error) {
 	return tc, nil
 }
 
-// renderGet is a GET of u that closes the connection: origin-form direct,
-// absolute-form with the path's Proxy-Authorization through pd. The
-// default port 80 is left out of the URL, as agents and CryptoAPI send it.
-func renderGet(u *url.URL, pd *proxyDialer, userAgent string) string {
+// renderGet is a GET of u that closes the connection: origin-form
+// direct, absolute-form through a proxy with the Proxy-Authorization
+// value authorization ("" for none). The default port 80 is left out of
+// the URL, as agents and CryptoAPI send it.
+func renderGet(u *url.URL, proxied bool, authorization, userAgent string) string {
 	host := u.Host
 	if u.Port() == "80" {
 		host = u.Hostname()
@@ -161,10 +166,10 @@ func renderGet(u *url.URL, pd *proxyDialer, userAgent string) string {
 	}
 	target := u.RequestURI()
 	var auth string
-	if pd != nil {
+	if proxied {
 		target = "http://" + host + target
-		if pd.auth != "" {
-			auth = "Proxy-Authorization: " + pd.auth + "\r\n"
+		if authorization != "" {
+			auth = "Proxy-Authorization: " + authorization + "\r\n"
 		}
 	}
 	return fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nAccept: */*\r\n%sConnection: close\r\n\r\n", target, host, userAgent, auth)

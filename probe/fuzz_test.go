@@ -100,7 +100,7 @@ func FuzzConnectAnswer(f *testing.F) {
 	}
 	const password = "s3cret-fuzz-pw"
 	proxy := &url.URL{Scheme: "http", Host: "127.0.0.1:3128"}
-	allowed := []Reason{ProxyDNSFailed, ProxyUnreachable, ProxyAuthRequired, ProxyDenied, ProxyUpstreamFailed, ProxyTimeout, ProxyError}
+	allowed := []Reason{ProxyDNSFailed, ProxyUnreachable, ProxyAuthRequired, ProxyAuthRejected, ProxyDenied, ProxyUpstreamFailed, ProxyTimeout, ProxyError}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, user := range []string{"", "svc"} {
 			pd := newProxyDialer(proxy, user, password, "vendor.reachd.test:443", nil, nil)

@@ -25,7 +25,6 @@ var coveredByE2E = map[Reason]string{
 // pendingReasons are reasons of DESIGN §6 whose producer is being built:
 // each entry goes when a test produces the reason. Never ship one.
 var pendingReasons = map[Reason]bool{
-	ProxyAuthRejected: true, HTTPBlocked: true,
 }
 
 func TestMain(m *testing.M) {

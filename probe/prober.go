@@ -113,6 +113,7 @@ func New(t targets.Target, p configs.Path, env *Env) *Prober {
 		pr.pac = newPACProber(route, t, p, pr.resolver, trusted)
 	} else if proxy := proxyFor(t, p); proxy != nil {
 		pr.proxy = newProxyDialer(proxy, p.Username, p.Password, t.Address(), pr.resolver, trusted)
+		pr.proxy.setAuth(p)
 	}
 	pr.fetch = newFetcher(p, pr.resolver, trusted, env.userAgent)
 	if t.Has(targets.CheckTLS) {
@@ -126,6 +127,7 @@ func New(t targets.Target, p configs.Path, env *Env) *Prober {
 	}
 	if t.Has(targets.CheckHTTP) {
 		pr.http = newHTTPProber(t, env.userAgent)
+		pr.http.proxy = pr.proxy
 	}
 	if pr.proxy != nil && pr.tls == nil {
 		pr.forward = newForwarder(pr.proxy, t, env.userAgent)
@@ -157,6 +159,7 @@ func fingerprint(t targets.Target, p configs.Path, env *Env) string {
 	fmt.Fprintf(h, "%s|%s|%d|%v|%v|%d|%s|%v|%v|%v|%s|%s|%s|%s\n", t.ID(), t.Host, t.Port, t.Checks, t.Paths, t.TLSMinVersion,
 		t.HTTP.Path, t.HTTP.ExpectStatus, t.HTTP.ExpectBody, t.ExpectCIDRs, t.PinIssuer, t.Inspection, t.Interval, t.Timeout)
 	fmt.Fprintf(h, "%s|%v|%v|%s|%s|%s|%v|%v\n", p.Name, p.Proxy, p.Environment, p.ProxyEnv, p.Username, p.Password, p.CAFile, p.PAC)
+	fmt.Fprintf(h, "%s|%s|%s|%s|%s\n", p.Auth, p.Keytab, p.Principal, p.Krb5Conf, p.CCache)
 	for _, c := range p.CACerts {
 		h.Write(c.Raw)
 	}

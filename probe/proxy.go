@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +15,10 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/reachd/reachd/configs"
 )
 
 // proxyDialer opens a CONNECT tunnel to one target through one proxy.
@@ -24,9 +27,14 @@ type proxyDialer struct {
 	display  string   // the proxy as errors name it
 	resolver *resolver
 	tls      *tls.Config // for https:// proxies
-	connect  []byte      // the CONNECT request, rendered once; holds the secret
-	auth     string      // the Proxy-Authorization value, or ""; a secret
-	authSent bool
+	connect  string      // the CONNECT request line and Host header
+	auth     proxyAuth   // nil: none; holds the secret
+	// forwarding: the target is plain HTTP, sent as a GET to the proxy,
+	// never tunnelled (forward.go).
+	forwarding bool
+	authSent   bool
+
+	user, password string // secret: for setAuth
 }
 
 func newProxyDialer(proxy *url.URL, user, password, target string, res *resolver, trusted *x509.CertPool) *proxyDialer {
@@ -42,16 +50,25 @@ func newProxyDialer(proxy *url.URL, user, password, target string, res *resolver
 	if proxy.Scheme == "https" {
 		pd.tls = &tls.Config{ServerName: pd.proxy.Hostname(), RootCAs: trusted, MinVersion: tls.VersionTLS12}
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n", target, target)
-	if user != "" {
-		pd.authSent = true
-		pd.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+password))
-		fmt.Fprintf(&b, "Proxy-Authorization: %s\r\n", pd.auth)
-	}
-	b.WriteString("\r\n")
-	pd.connect = []byte(b.String())
+	pd.connect = fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %s\r\n", target, target)
+	pd.user, pd.password = user, password
+	pd.setAuth(configs.Path{})
 	return pd
+}
+
+// setAuth authenticates as path p says (auth = basic, ntlm, negotiate),
+// with the credentials newProxyDialer was given.
+func (pd *proxyDialer) setAuth(p configs.Path) {
+	pd.auth = newProxyAuth(p, pd.user, pd.password, pd.proxy.Hostname())
+	pd.authSent = pd.auth != nil
+}
+
+// request renders a CONNECT with the Proxy-Authorization value h.
+func (pd *proxyDialer) request(h string) []byte {
+	if h == "" {
+		return []byte(pd.connect + "\r\n")
+	}
+	return []byte(pd.connect + "Proxy-Authorization: " + h + "\r\n\r\n")
 }
 
 // dial returns a tunnel to the target: the proxy stage.
@@ -103,52 +120,72 @@ func (pd *proxyDialer) handshake(ctx context.Context, conn net.Conn) (net.Conn, 
 		}
 		conn = tc
 	}
-	if _, err := conn.Write(pd.connect); err != nil {
-		return nil, pd.classify(err)
-	}
 	// A proxy that answers with endless headers (or a huge error body) is
-	// cut off at MaxHeader; the tunnel behind the answer is not bounded.
+	// cut off at MaxHeader, over every leg of the authentication; the
+	// tunnel behind the answer is not bounded.
 	limit := &io.LimitedReader{R: conn, N: MaxHeader}
-	br := bufio.NewReader(limit)
-	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	rec := &errRecorder{r: limit}
+	br := bufio.NewReader(rec)
+	resp, _, err := authExchange(conn, br, rec, pd.auth, http.MethodConnect, pd.request)
 	if err != nil {
+		var setup errAuthSetup
+		if errors.As(err, &setup) {
+			return nil, pd.setupFailed(setup.err)
+		}
 		if limit.N <= 0 {
 			err = fmt.Errorf("more than %d bytes of status line and headers: %w", MaxHeader, err)
 		}
 		return nil, pd.classify(fmt.Errorf("reading the answer to CONNECT: %w", err))
 	}
-	resp.Body.Close()
-	limit.N = math.MaxInt64
 	code := resp.StatusCode
-	switch {
-	case code >= 200 && code < 300:
+	if code >= 200 && code < 300 {
+		// The tunnel starts right after the header: a Content-Length or
+		// Transfer-Encoding on a 2xx answer to CONNECT is ignored (RFC 9110
+		// §9.3.6), so its body is never read.
+		limit.N = math.MaxInt64
 		if br.Buffered() > 0 {
 			return &bufferedConn{Conn: conn, r: br}, nil
 		}
 		return conn, nil
-	case code == http.StatusProxyAuthRequired:
-		return nil, fail(ProxyAuthRequired, pd.authDetail(resp))
-	case code == http.StatusBadGateway || code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout:
-		return nil, fail(ProxyUpstreamFailed, pd.refusal(resp))
-	case code >= 400 && code < 500:
-		return nil, fail(ProxyDenied, pd.refusal(resp))
 	}
-	return nil, fail(ProxyError, pd.refusal(resp))
+	return nil, pd.answerVerdict(resp, connectBody(conn, resp), true)
 }
 
-// refusal is the detail of a proxy's answer other than 2xx or 407: the
-// status and, from squid, the error page it chose (X-Squid-Error:
-// ERR_CONNECT_FAIL 111, ERR_DNS_FAIL 0, ERR_ACCESS_DENIED 0), which
-// tells a refused upstream from a failed lookup behind the same 503.
-func (pd *proxyDialer) refusal(resp *http.Response) error {
-	if e := resp.Header.Get("X-Squid-Error"); e != "" {
-		if len(e) > 64 {
-			e = e[:64]
-		}
-		return fmt.Errorf("proxy %s answered %q (X-Squid-Error %q)", pd.display, resp.Status, e)
+// setupFailed is the verdict when the credentials could not be made: a
+// KDC that refuses the principal or its key is a rejection of the
+// credentials, anything else (no KDC, no keytab) a failure to use them.
+func (pd *proxyDialer) setupFailed(err error) *Error {
+	err = fmt.Errorf("proxy %s: the path's credentials could not be used: %w", pd.display, err)
+	// The KDC refused the principal or its key, or (without required
+	// pre-authentication) answered with a key the keytab does not hold.
+	if msg := err.Error(); strings.Contains(msg, "KDC_ERR_") || strings.Contains(msg, "password/keytab incorrect") {
+		return fail(ProxyAuthRejected, err)
 	}
-	return fmt.Errorf("proxy %s answered %q", pd.display, resp.Status)
+	if isTimeout(err) {
+		return fail(ProxyTimeout, err)
+	}
+	return fail(ProxyError, err)
 }
+
+// connectBody is the short text a proxy sent with a refusal (mitmproxy:
+// "Cannot connect to host:port: [Errno 111] ..."), or "" for an HTML
+// page, a long body or one that does not come at once.
+func connectBody(conn net.Conn, resp *http.Response) string {
+	ct := resp.Header.Get("Content-Type")
+	if resp.ContentLength <= 0 || resp.ContentLength > 512 || (ct != "" && !strings.HasPrefix(ct, "text/plain")) {
+		return ""
+	}
+	// The verdict is known already: the quote may not delay it.
+	conn.SetReadDeadline(time.Now().Add(quoteWait))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if err != nil || !utf8.Valid(b) {
+		return ""
+	}
+	return strings.Join(strings.Fields(string(b)), " ")
+}
+
+// quoteWait bounds the wait for the body of a proxy's refusal.
+const quoteWait = 250 * time.Millisecond
 
 // untrustedProxy names the issuer of an https:// proxy's certificate that
 // does not verify, and where to trust it.
@@ -160,23 +197,6 @@ func untrustedProxy(err error) error {
 			issuerName(cve.UnverifiedCertificates[0]), err)
 	}
 	return err
-}
-
-func (pd *proxyDialer) authDetail(resp *http.Response) error {
-	var schemes []string
-	for _, v := range resp.Header.Values("Proxy-Authenticate") {
-		if s, _, _ := strings.Cut(strings.TrimSpace(v), " "); s != "" {
-			schemes = append(schemes, s)
-		}
-	}
-	offered := "no scheme"
-	if len(schemes) > 0 {
-		offered = strings.Join(schemes, ", ")
-	}
-	if pd.authSent {
-		return fmt.Errorf("proxy %s rejected the configured credentials (407; offers %s)", pd.display, offered)
-	}
-	return fmt.Errorf("proxy %s demands credentials (407; offers %s) and the path has none", pd.display, offered)
 }
 
 func (pd *proxyDialer) classify(err error) *Error {

@@ -115,7 +115,7 @@ func TestProxyReasons(t *testing.T) {
 		{"proxy name without address", &url.URL{Scheme: "http", Host: "proxy-nodata.reachd.test:3128"}, "", 0, ProxyDNSFailed, "dns_no_records"},
 		{"407 offering only NTLM and Negotiate", negotiateOnly.URL, "", 0, ProxyAuthRequired, "407; offers NTLM, Negotiate) and the path has none"},
 		{"407 offering Basic", basicOnly.URL, "", 0, ProxyAuthRequired, "407; offers Basic)"},
-		{"400 is denied", status(http.StatusBadRequest), "", 0, ProxyDenied, `answered "400 Bad Request"`},
+		{"400 without a proxy's mark is no proxy", status(http.StatusBadRequest), "", 0, ProxyError, `answered CONNECT with "400 Bad Request": this address is not an HTTP proxy`},
 		{"451 from a web filter is denied", status(http.StatusUnavailableForLegalReasons), "", 0, ProxyDenied, `"451 Unavailable For Legal Reasons"`},
 		{"503 is the upstream", status(http.StatusServiceUnavailable), "", 0, ProxyUpstreamFailed, `"503 Service Unavailable"`},
 		{"504 is the upstream", status(http.StatusGatewayTimeout), "", 0, ProxyUpstreamFailed, `"504 Gateway Timeout"`},

@@ -88,16 +88,6 @@ func (r *Result) run(stage Stage, f func() *Error) bool {
 	start := time.Now()
 	err := f()
 	d := time.Since(start)
-	if err != nil && err.Stage != stage {
-		for i := range r.Stages {
-			if r.Stages[i].Stage == err.Stage {
-				r.Stages[i].Success = false
-				r.Stages[i].Duration += d
-				r.Err = err
-				return false
-			}
-		}
-	}
 	r.Stages = append(r.Stages, StageResult{Stage: stage, Success: err == nil, Duration: d})
 	if err != nil {
 		r.Err = err

@@ -61,6 +61,8 @@ type proxyOptions struct {
 	listenCA    *CA
 	interceptCA *CA
 	squid       bool // SquidErrors
+	pageCA      *CA
+	page        string
 }
 
 // BasicAuth makes the proxy require Basic credentials user and pass: a
@@ -109,6 +111,16 @@ func ProxyTLS(ca *CA) ProxyOption {
 // connection is closed before its own handshake.
 func Intercept(ca *CA) ProxyOption {
 	return func(o *proxyOptions) { o.interceptCA = ca }
+}
+
+// BumpedPage makes the proxy behave like squid's ssl-bump or mitmproxy
+// serving their own error pages: it answers every authorized CONNECT
+// "200 Connection established" without connecting anywhere, terminates
+// the client's TLS with a leaf for the requested host issued by ca,
+// reads one request and answers it with response (raw HTTP/1.1 bytes, as
+// the real proxy wrote them), then closes the connection.
+func BumpedPage(ca *CA, response string) ProxyOption {
+	return func(o *proxyOptions) { o.pageCA, o.page = ca, response }
 }
 
 // NewProxy starts a CONNECT proxy on 127.0.0.1:0 and closes it when the
@@ -237,6 +249,10 @@ func (p *Proxy) serve(c net.Conn) {
 		writeStatus(c, p.opts.status, nil)
 		return
 	}
+	if p.opts.pageCA != nil {
+		p.servePage(&bufferedConn{Conn: c, r: br}, target)
+		return
+	}
 	addr, ok := p.resolve(target)
 	if !ok {
 		writeStatus(c, http.StatusBadGateway, nil)
@@ -295,6 +311,31 @@ func (p *Proxy) intercept(client, up net.Conn, target string) {
 		return
 	}
 	relay(clientTLS, upTLS)
+}
+
+// servePage answers a CONNECT 200, bumps the client's TLS and serves the
+// BumpedPage response to its first request.
+func (p *Proxy) servePage(client net.Conn, target string) {
+	host, _, err := net.SplitHostPort(target)
+	if err != nil {
+		return
+	}
+	if _, err := io.WriteString(client, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+		return
+	}
+	now := time.Now()
+	cert, err := p.opts.pageCA.issue([]string{host}, now.Add(-time.Hour), now.AddDate(0, 0, 90))
+	if err != nil {
+		return
+	}
+	tc := tls.Server(client, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}})
+	if err := tc.Handshake(); err != nil {
+		return
+	}
+	if _, err := http.ReadRequest(bufio.NewReader(tc)); err != nil {
+		return
+	}
+	_, _ = io.WriteString(tc, p.opts.page) // Close closes the raw connection
 }
 
 func (p *Proxy) authorized(header string) bool {
