@@ -118,4 +118,3 @@ func (pd *proxyDialer) forwardedFailure(resp *http.Response) *Error {
 	}
 	return pd.answerVerdict(resp, "", false)
 }
-
