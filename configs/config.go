@@ -36,6 +36,10 @@ var (
 	DefaultTLSMinVersion    = "1.2"
 	DefaultTLSSweepInterval = time.Hour
 	DefaultConcurrency      = 32
+	// DefaultTraceInterval bounds how often one probe traces its path
+	// (DESIGN §5); MinTraceInterval is the least a config may set.
+	DefaultTraceInterval = 10 * time.Minute
+	MinTraceInterval     = time.Minute
 )
 
 // Config is a loaded, validated daemon config.
@@ -72,6 +76,9 @@ type Defaults struct {
 	TLSMinVersion    uint16
 	TLSSweepInterval time.Duration
 	Concurrency      int
+	// TraceInterval is the least time between two path traces of one
+	// probe; 0 turns the path trace off.
+	TraceInterval time.Duration
 }
 
 // Resolver is a named set of DNS servers tried in turn.
@@ -240,7 +247,7 @@ func (l *loader) build(s *spec) *Config {
 }
 
 func (l *loader) defaults(d defaultsSpec) Defaults {
-	out := Defaults{Interval: DefaultInterval, Timeout: DefaultTimeout, TLSSweepInterval: DefaultTLSSweepInterval, Concurrency: DefaultConcurrency}
+	out := Defaults{Interval: DefaultInterval, Timeout: DefaultTimeout, TLSSweepInterval: DefaultTLSSweepInterval, Concurrency: DefaultConcurrency, TraceInterval: DefaultTraceInterval}
 	duration := func(key, v string, into *time.Duration) {
 		if d, err := targets.ParseDuration(v); err != nil {
 			l.bad("defaults."+key, "defaults."+key, "%v", err)
@@ -251,6 +258,7 @@ func (l *loader) defaults(d defaultsSpec) Defaults {
 	duration("interval", d.Interval, &out.Interval)
 	duration("timeout", d.Timeout, &out.Timeout)
 	duration("tls_sweep_interval", d.TLSSweepInterval, &out.TLSSweepInterval)
+	l.traceInterval(d.TraceInterval, &out.TraceInterval)
 	v, err := targets.ParseTLSVersion(cmpOr(d.TLSMinVersion, DefaultTLSMinVersion))
 	if err != nil {
 		l.bad("defaults.tls_min_version", "defaults.tls_min_version", "%v", err)
@@ -267,6 +275,27 @@ func (l *loader) defaults(d defaultsSpec) Defaults {
 		}
 	}
 	return out
+}
+
+// traceInterval reads defaults.trace_interval: "0" turns the path trace
+// off, anything else must be at least MinTraceInterval.
+func (l *loader) traceInterval(v string, into *time.Duration) {
+	if v == "" {
+		return
+	}
+	if v == "0" {
+		*into = 0
+		return
+	}
+	d, err := targets.ParseDuration(v)
+	switch {
+	case err != nil:
+		l.bad("defaults.trace_interval", "defaults.trace_interval", "%v (or \"0\" for no path trace)", err)
+	case d < MinTraceInterval:
+		l.bad("defaults.trace_interval", "defaults.trace_interval", "%s is shorter than %s (or \"0\" for no path trace)", d, MinTraceInterval)
+	default:
+		*into = d
+	}
 }
 
 func (l *loader) resolvers(specs []resolverSpec) []Resolver {

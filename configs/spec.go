@@ -22,6 +22,7 @@ type defaultsSpec struct {
 	TLSMinVersion    string `toml:"tls_min_version"`
 	TLSSweepInterval string `toml:"tls_sweep_interval"`
 	Concurrency      *int   `toml:"concurrency"`
+	TraceInterval    string `toml:"trace_interval"`
 }
 
 type resolverSpec struct {
