@@ -39,6 +39,9 @@ type route struct {
 	// its IP literal) on a direct path; nil on a proxy path or when the
 	// dns stage failed. A path trace goes to them.
 	addrs []netip.Addr
+	// peer is the address the stages' connection went to (direct paths);
+	// invalid when none opened.
+	peer netip.Addr
 	// fetch gets plain-HTTP URLs over the probe's path.
 	fetch *fetcher
 	// run is the run's context without any budget: once it has ended,

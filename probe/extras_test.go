@@ -101,9 +101,10 @@ func TestSweepAfterStages(t *testing.T) {
 			if r.Duration >= tt.tg.Timeout {
 				t.Errorf("duration %s includes the sweep (timeout %s)", r.Duration, tt.tg.Timeout)
 			}
-			// The stages' timeout plus one sweep handshake timeout: the
-			// sweep's handshakes run in parallel.
-			if took > p.MaxRun() || p.MaxRun() != 2*tt.tg.Timeout+runGrace {
+			// The stages' timeout plus one sweep handshake timeout (the
+			// sweep's handshakes run in parallel) and the revocation
+			// checks' timeout.
+			if took > p.MaxRun() || p.MaxRun() != 3*tt.tg.Timeout+runGrace {
 				t.Errorf("the run took %s, MaxRun %s", took, p.MaxRun())
 			}
 			if r.TLS == nil || !r.TLS.Accepted[tls.VersionTLS12] || !r.TLS.Accepted[tls.VersionTLS13] || r.TLS.Accepted[tls.VersionTLS10] || r.TLS.Accepted[tls.VersionTLS11] {

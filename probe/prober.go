@@ -30,6 +30,7 @@ type Env struct {
 	legit         *x509.CertPool // Mozilla roots + trust.ca_files
 	trusted       *x509.CertPool // system roots + trust.ca_files (a path adds its ca_file)
 	sweepInterval time.Duration
+	traceInterval time.Duration // 0: no path trace
 	settle        time.Duration // SettleTime; tests under load raise it
 	userAgent     string
 	fingerprint   string // of everything above, for reload comparisons
@@ -41,7 +42,7 @@ type Env struct {
 // NewEnv builds the shared environment of cfg. userAgent is sent with
 // every HTTP request.
 func NewEnv(cfg *configs.Config, userAgent string) *Env {
-	e := &Env{sweepInterval: cfg.Defaults.TLSSweepInterval, settle: SettleTime, userAgent: userAgent}
+	e := &Env{sweepInterval: cfg.Defaults.TLSSweepInterval, traceInterval: cfg.Defaults.TraceInterval, settle: SettleTime, userAgent: userAgent}
 	h := sha256.New()
 	for _, r := range cfg.Resolvers {
 		e.resolvers = append(e.resolvers, newResolver(r))
@@ -60,7 +61,7 @@ func NewEnv(cfg *configs.Config, userAgent string) *Env {
 		e.trusted.AddCert(c)
 		h.Write(c.Raw)
 	}
-	fmt.Fprintf(h, "sweep %s ua %s\n", e.sweepInterval, userAgent)
+	fmt.Fprintf(h, "sweep %s ua %s trace %s\n", e.sweepInterval, userAgent, e.traceInterval)
 	e.pacs = map[string]*pacRoute{}
 	for _, p := range cfg.Paths {
 		if p.PAC != nil {
@@ -124,6 +125,10 @@ func New(t targets.Target, p configs.Path, env *Env) *Prober {
 		pr.tls = newTLSProber(t.Host, t.TLSMinVersion, alpn, env.legit, trusted, t.PinIssuer)
 		pr.tls.chain = chainCheck{fetch: pr.fetch, breaks: t.Inspection == targets.InspectionBreaks, vendor: t.Vendor, host: t.Host}
 		pr.extras = append(pr.extras, &sweep{tls: pr.tls, timeout: t.Timeout, interval: env.sweepInterval, min: t.TLSMinVersion})
+		pr.extras = append(pr.extras, newRevocation(t.Timeout, env.sweepInterval))
+	}
+	if env.traceInterval > 0 && t.Has(targets.CheckTCP) { // it traces only when the probe went direct
+		pr.extras = append(pr.extras, newPathTrace(t.Port, env.traceInterval))
 	}
 	if t.Has(targets.CheckHTTP) {
 		pr.http = newHTTPProber(t, env.userAgent)
@@ -336,6 +341,9 @@ func (p *Prober) connect(ctx context.Context, r *Result, stage *[2]answer, rt *r
 		return nil
 	}
 	rt.dial = dial
+	if a, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
+		rt.peer = a.AddrPort().Addr()
+	}
 	return conn
 }
 

@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"crypto/x509"
 	"time"
 
 	"github.com/reachd/reachd/targets"
@@ -21,6 +22,12 @@ type Result struct {
 	HTTP     *HTTPInfo // nil until a response arrived
 	DNS      []DNSResult
 	PAC      *PACInfo // on a pac or wpad path: what the PAC chose
+	// Trace is the path trace of a failing direct probe (tcp_timeout,
+	// tcp_unreachable, tls_timeout, tls_reset); nil otherwise.
+	Trace *TraceInfo
+	// Revocation is what the chain's OCSP, CRL and caIssuers URLs
+	// answered over the probe's path, from the last revocation check.
+	Revocation []RevocationCheck
 	// Panic is the stack of a panic recovered during the run (Err then
 	// has reason internal); the daemon logs it. Never shown on pages.
 	Panic []byte
@@ -50,6 +57,9 @@ type TLSInfo struct {
 	// Accepted holds the last sweep's verdict per version: true accepted,
 	// false rejected on the wire, absent unknown; nil before the first sweep.
 	Accepted map[uint16]bool
+	// Chain is the verified chain, leaf first, root last; nil when none
+	// verified. For the revocation checks: reports show its URLs only.
+	Chain []*x509.Certificate
 }
 
 // HTTPInfo is what the http stage learned.

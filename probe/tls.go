@@ -125,6 +125,7 @@ func (tp *tlsProber) handshake(ctx context.Context, conn net.Conn) (net.Conn, *T
 	intercepted, verr = tp.judgeChain(ctx, st.PeerCertificates, intercepted, verr)
 	info.Intercepted = intercepted
 	info.NotAfter = earliestExpiry(chain, leaf)
+	info.Chain = chain
 	if verr == nil {
 		verr = tp.checkPin(leaf, intercepted)
 	}
