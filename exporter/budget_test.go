@@ -32,6 +32,11 @@ func TestSeriesBudget(t *testing.T) {
 			{Stage: probe.StageHTTP, Success: true, Duration: time.Millisecond},
 		}
 		r.TLS.Accepted = map[uint16]bool{0x0301: false, 0x0302: false, 0x0303: true, 0x0304: true}
+		r.Revocation = []probe.RevocationCheck{
+			{Kind: probe.RevocationOCSP, URL: "http://ocsp.reachd.test", Reachable: true},
+			{Kind: probe.RevocationCRL, URL: "http://crl.reachd.test/ca.crl", Reachable: true},
+			{Kind: probe.RevocationAIA, URL: "http://crt.reachd.test/ca.crt", Reachable: true},
+		}
 		return r
 	}
 	for _, tt := range []struct {
@@ -45,6 +50,13 @@ func TestSeriesBudget(t *testing.T) {
 			tls.Err = &probe.Error{Stage: probe.StageTLS, Reason: probe.TLSUntrustedCA}
 			http.Err = &probe.Error{Stage: probe.StageHTTP, Reason: probe.HTTPStatusUnexpected}
 			return []probe.Result{full(p), tcp, tls, http}
+		}},
+		{"failing at tcp with a path trace", func(p fakeProbe) []probe.Result {
+			tcp := probe.Result{Target: p.Target(), Path: p.path, Start: t0, Duration: time.Second,
+				Err:    &probe.Error{Stage: probe.StageTCP, Reason: probe.TCPTimeout},
+				Stages: []probe.StageResult{{Stage: probe.StageDNS, Success: true}, {Stage: probe.StageTCP}},
+				DNS:    full(p).DNS, Trace: testTrace()}
+			return []probe.Result{full(p), tcp}
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -63,21 +75,24 @@ func TestSeriesBudget(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			probeSamples, dnsSamples := 0, 0
+			probeSamples, dnsSamples, revocationSamples := 0, 0, 0
 			for _, mf := range mfs {
 				for _, m := range mf.Metric {
 					n := 1
 					if m.Histogram != nil {
 						n = len(m.Histogram.Bucket) + 2
 					}
-					var isProbe, isDNS bool
+					var isProbe, isDNS, isRevocation bool
 					for _, lp := range m.Label {
 						isProbe = isProbe || lp.GetName() == "path"
 						isDNS = isDNS || lp.GetName() == "resolver"
+						isRevocation = isRevocation || lp.GetName() == "kind"
 					}
 					switch {
 					case isDNS:
 						dnsSamples += n
+					case isRevocation: // per URL of the chain, counted apart like DNS
+						revocationSamples += n
 					case isProbe:
 						probeSamples += n
 					}
@@ -86,13 +101,16 @@ func TestSeriesBudget(t *testing.T) {
 			if probeSamples > SeriesBudget {
 				t.Errorf("one probe exports %d samples by default, over the budget of %d", probeSamples, SeriesBudget)
 			}
-			if probeSamples < 15 {
+			if probeSamples < 12 {
 				t.Errorf("only %d per-probe samples: the count missed families", probeSamples)
 			}
 			if dnsSamples != 8 { // success, duration, answers and rcode, for A and for AAAA
 				t.Errorf("%d DNS samples, want 8", dnsSamples)
 			}
-			t.Logf("%s: %d per-probe samples, %d DNS samples", tt.name, probeSamples, dnsSamples)
+			if wantRev := len(tt.results(p)[len(tt.results(p))-1].Revocation); revocationSamples != wantRev {
+				t.Errorf("%d revocation samples, want %d (one per URL)", revocationSamples, wantRev)
+			}
+			t.Logf("%s: %d per-probe samples, %d DNS samples, %d revocation samples", tt.name, probeSamples, dnsSamples, revocationSamples)
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/reachd/reachd/probe"
+	"github.com/reachd/reachd/probe/trace"
 	"github.com/reachd/reachd/targets"
 )
 
@@ -44,6 +46,16 @@ func okResult(p fakeProbe) probe.Result {
 		DNS: []probe.DNSResult{
 			{Resolver: "corp", QType: "A", Success: true, Rcode: "NOERROR", Answers: []string{"192.0.2.1", "192.0.2.2"}, Duration: 3 * time.Millisecond},
 			{Resolver: "corp", QType: "AAAA", Success: false, Rcode: "SERVFAIL", Reason: probe.DNSServFail},
+		}}
+}
+
+// testTrace is a path trace that stops after hop 2.
+func testTrace() *probe.TraceInfo {
+	return &probe.TraceInfo{Target: netip.MustParseAddrPort("10.210.4.2:443"), Start: t0, Verdict: "no answer past hop 2 (10.210.2.2)",
+		Hops: []trace.Hop{
+			{TTL: 1, Addr: netip.MustParseAddr("10.210.1.1"), RTT: time.Millisecond, ICMP: "time exceeded"},
+			{TTL: 2, Addr: netip.MustParseAddr("10.210.2.2"), RTT: 2 * time.Millisecond, ICMP: "time exceeded"},
+			{TTL: 3}, {TTL: 4}, {TTL: 5},
 		}}
 }
 

@@ -51,6 +51,9 @@ const (
 	fTLSNotAfter
 	fHTTPStatus
 	fHTTPSkew
+	fTraceLastHop
+	fTraceHops
+	fTLSRevocation
 	fDNSSuccess
 	fDNSDuration
 	fDNSAnswers
@@ -75,6 +78,9 @@ var families = [nFamilies]family{
 	fTLSNotAfter:    newFamily(tlsNotAfter, "reachd_tls_cert_not_after_timestamp_seconds", "gauge"),
 	fHTTPStatus:     newFamily(httpStatus, "reachd_http_status_code", "gauge"),
 	fHTTPSkew:       newFamily(httpClockSkew, "reachd_http_clock_skew_seconds", "gauge"),
+	fTraceLastHop:   newFamily(traceLastHop, "reachd_path_trace_last_hop", "gauge"),
+	fTraceHops:      newFamily(traceHops, "reachd_path_trace_hops", "gauge"),
+	fTLSRevocation:  newFamily(tlsRevocation, "reachd_tls_revocation_reachable", "gauge"),
 	fDNSSuccess:     newFamily(dnsSuccess, "reachd_dns_success", "gauge"),
 	fDNSDuration:    newFamily(dnsDuration, "reachd_dns_duration_seconds", "gauge"),
 	fDNSAnswers:     newFamily(dnsAnswers, "reachd_dns_answers", "gauge"),
@@ -181,6 +187,21 @@ func (x *expo) family(f int, e *Entry) {
 	case fHTTPSkew:
 		if r.HTTP != nil && r.HTTP.HasDate {
 			x.gauge(name, e.labels, r.HTTP.ClockSkew.Seconds())
+		}
+	case fTraceLastHop, fTraceHops:
+		if hop, ttl, ok := traceSeries(r); ok && f == fTraceHops {
+			x.gauge(name, e.labels, float64(ttl))
+		} else if ok && hop != "" {
+			x.sample(name, e.labels)
+			x.label("hop", hop)
+			x.value(1)
+		}
+	case fTLSRevocation:
+		for _, c := range r.Revocation {
+			x.sample(name, e.labels)
+			x.label("kind", c.Kind)
+			x.label("url", c.URL)
+			x.value(bool01(c.Reachable))
 		}
 	case fDNSSuccess, fDNSDuration, fDNSAnswers, fDNSRcode:
 		for _, d := range r.DNS {

@@ -14,6 +14,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/reachd/reachd/probe"
 )
 
 // flatten turns metric families into sorted "name{sorted labels} value"
@@ -68,8 +70,12 @@ func testExpositionMatchesCollector(t *testing.T, histograms bool) {
 	Sync(store, []fakeProbe{a, b, c})
 	store.Record(a.Key(), okResult(a))
 	store.Record(b.Key(), badResult(b))
-	store.Record(b.Key(), badResult(b))
+	traced := badResult(b)
+	traced.Err = &probe.Error{Stage: probe.StageTCP, Reason: probe.TCPTimeout}
+	traced.Trace = testTrace()
+	store.Record(b.Key(), traced)
 	hostile := okResult(c)
+	hostile.Revocation = []probe.RevocationCheck{{Kind: probe.RevocationCRL, URL: `http://crl.reachd.test/"a"\b`, Reachable: false}, {Kind: probe.RevocationOCSP, URL: "http://ocsp.reachd.test", Reachable: true}}
 	hostile.TLS.Issuer = `CN with "quotes" and \ backslash` + "\nnewline"
 	store.Record(c.Key(), hostile)
 	state := NewState()

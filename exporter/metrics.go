@@ -44,6 +44,9 @@ var (
 	tlsNotAfter       = desc("tls_cert_not_after_timestamp_seconds", "Earliest expiry in the presented chain.")
 	httpStatus        = desc("http_status_code", "HTTP status of the last response.")
 	httpClockSkew     = desc("http_clock_skew_seconds", "The server's Date header minus the local clock.")
+	traceLastHop      = desc("path_trace_last_hop", "1 for the address of the last hop that answered the path trace of a failing direct probe.", "hop")
+	traceHops         = desc("path_trace_hops", "TTL of the last hop that answered the path trace of a failing direct probe; 0 when none did.")
+	tlsRevocation     = desc("tls_revocation_reachable", "1 if the verified chain's OCSP, CRL or caIssuers URL answered over the probe's path.", "kind", "url")
 	dnsLabels         = []string{"vendor", "region", "target", "host", "resolver", "qtype"}
 	dnsSuccess        = plainDesc("dns_success", "1 if the resolver answered the query without error (NOERROR, every address inside expect_cidrs); an empty AAAA answer is a success.", dnsLabels...)
 	dnsDuration       = plainDesc("dns_duration_seconds", "Duration of the query.", dnsLabels...)
@@ -56,7 +59,7 @@ var (
 	schedulerInflight = plainDesc("scheduler_inflight", "Probe runs in flight.")
 	schedulerSkipped  = plainDesc("scheduler_skipped_total", "Scheduled runs skipped because the previous run of the probe overran.")
 	schedulerDelay    = plainDesc("scheduler_delay_seconds", "Delay from a run's planned start to its actual start.")
-	allDescs          = []*prometheus.Desc{probeSuccess, probeDuration, stageDuration, stageLast, failureReason, runsTotal, failuresTotal, lastRun, lastSuccess, tlsAccepted, tlsNegotiated, tlsIntercepted, tlsIssuer, tlsNotAfter, httpStatus, httpClockSkew, dnsSuccess, dnsDuration, dnsAnswers, dnsRcode, siteInfo, targetsGauge, reloadSuccessful, reloadSuccessTime, schedulerInflight, schedulerSkipped, schedulerDelay}
+	allDescs          = []*prometheus.Desc{probeSuccess, probeDuration, stageDuration, stageLast, failureReason, runsTotal, failuresTotal, lastRun, lastSuccess, tlsAccepted, tlsNegotiated, tlsIntercepted, tlsIssuer, tlsNotAfter, httpStatus, httpClockSkew, traceLastHop, traceHops, tlsRevocation, dnsSuccess, dnsDuration, dnsAnswers, dnsRcode, siteInfo, targetsGauge, reloadSuccessful, reloadSuccessTime, schedulerInflight, schedulerSkipped, schedulerDelay}
 )
 
 // Collector emits const metrics from the store at scrape time, so the
@@ -160,6 +163,15 @@ func collectEntry(ch chan<- prometheus.Metric, e *Entry, histograms bool, gauge,
 			gauge(httpClockSkew, h.ClockSkew.Seconds(), l...)
 		}
 	}
+	if hop, ttl, ok := traceSeries(r); ok {
+		if hop != "" {
+			gauge(traceLastHop, 1, with(hop)...)
+		}
+		gauge(traceHops, float64(ttl), l...)
+	}
+	for _, c := range r.Revocation {
+		gauge(tlsRevocation, bool01(c.Reachable), with(c.Kind, c.URL)...)
+	}
 	for _, d := range r.DNS {
 		dl := []string{t.Vendor, t.Region, t.Name, t.Host, d.Resolver, d.QType}
 		gauge(dnsSuccess, bool01(d.Success), dl...)
@@ -176,4 +188,17 @@ func bool01(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// traceSeries is what the path trace series say of r: the address and TTL
+// of the last hop that answered (hop "" and ttl 0 when none did); ok is
+// false when r has no trace with hops (passing, not traced, unsupported).
+func traceSeries(r *probe.Result) (hop string, ttl int, ok bool) {
+	if r.Err == nil || r.Trace == nil || len(r.Trace.Hops) == 0 {
+		return "", 0, false
+	}
+	if h, answered := r.Trace.LastAnswered(); answered {
+		return h.Addr.String(), h.TTL, true
+	}
+	return "", 0, true
 }

@@ -144,7 +144,9 @@ type pageCell struct {
 	Stages                              []pageStage
 	TLS                                 *pageTLS
 	HTTP                                *pageHTTP
-	PAC                                 *probe.PACInfo // pac and wpad paths: what the PAC chose
+	PAC                                 *probe.PACInfo          // pac and wpad paths: what the PAC chose
+	Trace                               *probe.TraceInfo        // the path trace of a failing direct probe
+	Revocation                          []probe.RevocationCheck // the chain's OCSP, CRL and caIssuers URLs
 	DNS                                 []pageDNS
 	History                             pageHistory
 }
@@ -498,6 +500,7 @@ func newCell(e *Entry, now time.Time, segs *[]historySeg) pageCell {
 		}
 	}
 	c.PAC = r.PAC
+	c.Trace, c.Revocation = r.Trace, r.Revocation
 	for _, q := range r.DNS {
 		c.DNS = append(c.DNS, pageDNS{Resolver: q.Resolver, QType: q.QType, Rcode: q.Rcode, Reason: string(q.Reason),
 			Duration: latency(q.Duration), Source: q.Source, Answers: q.Answers, OK: q.Success})
@@ -975,6 +978,8 @@ func writePanel(w *pageWriter, c *pageCell) {
 		}
 		w.WriteString("</dl>\n")
 	}
+	writeTraceFacts(w, c.Trace)
+	writeRevocationFacts(w, c.Revocation)
 	if len(c.DNS) > 0 {
 		w.s(`<table class="dns"><thead><tr><th>resolver</th><th>type</th><th>rcode</th><th>answers</th><th>time</th></tr></thead><tbody>`, "\n")
 		for _, q := range c.DNS {

@@ -42,6 +42,40 @@ type ResultReport struct {
 	TLS             *TLSReport    `json:"tls"`
 	HTTP            *HTTPReport   `json:"http"`
 	PAC             *PACReport    `json:"pac,omitempty"` // pac and wpad paths only
+	// Trace is the path trace of a failing direct probe (DESIGN §5).
+	Trace *TraceReport `json:"trace,omitempty"`
+	// Revocation is what the verified chain's OCSP, CRL and caIssuers
+	// URLs answered over the probe's path.
+	Revocation []RevocationReport `json:"revocation,omitempty"`
+}
+
+// TraceReport is a path trace: where the SYN stops, and each hop. On a
+// system that cannot trace, Unsupported says so and there are no hops.
+type TraceReport struct {
+	Target      string      `json:"target"` // address:port traced
+	Verdict     string      `json:"verdict"`
+	Hops        []HopReport `json:"hops"`
+	Unsupported string      `json:"unsupported,omitempty"`
+}
+
+// HopReport is one TTL of a trace: Addr is empty and RTTSeconds 0 when
+// nothing answered; ICMP names the router's error ("time exceeded",
+// "admin prohibited"); Reached marks the target's own answer.
+type HopReport struct {
+	TTL        int     `json:"ttl"`
+	Addr       string  `json:"addr"`
+	RTTSeconds float64 `json:"rtt_seconds"`
+	ICMP       string  `json:"icmp"`
+	Reached    bool    `json:"reached,omitempty"`
+}
+
+// RevocationReport is one revocation or issuer URL of the verified chain.
+type RevocationReport struct {
+	Kind      string `json:"kind"` // ocsp, crl, aia
+	URL       string `json:"url"`
+	Reachable bool   `json:"reachable"`
+	Status    int    `json:"status"` // 0 when no HTTP answer came
+	Detail    string `json:"detail"`
 }
 
 // StageReport is one stage of a run.
@@ -140,8 +174,26 @@ func NewResultReport(r *probe.Result) ResultReport {
 		}
 		out.HTTP = hr
 	}
+	if tr := r.Trace; tr != nil {
+		out.Trace = newTraceReport(tr)
+	}
+	for _, c := range r.Revocation {
+		out.Revocation = append(out.Revocation, RevocationReport{Kind: c.Kind, URL: c.URL, Reachable: c.Reachable, Status: c.Status, Detail: c.Detail})
+	}
 	if p := r.PAC; p != nil {
 		out.PAC = &PACReport{Source: p.Source, Answer: p.Answer, ProxyUsed: p.Used, FetchError: p.FetchError}
+	}
+	return out
+}
+
+func newTraceReport(t *probe.TraceInfo) *TraceReport {
+	out := &TraceReport{Target: t.Target.String(), Verdict: t.Verdict, Hops: []HopReport{}, Unsupported: t.Unsupported}
+	for _, h := range t.Hops {
+		hr := HopReport{TTL: h.TTL, ICMP: h.ICMP, Reached: h.Reached}
+		if h.Answered() {
+			hr.Addr, hr.RTTSeconds = h.Addr.String(), h.RTT.Seconds()
+		}
+		out.Hops = append(out.Hops, hr)
 	}
 	return out
 }
