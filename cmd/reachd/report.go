@@ -172,6 +172,7 @@ func writeTextResult(w io.Writer, c palette, r *probe.Result, pathWidth int) {
 	}
 	fmt.Fprintf(w, "    %s  %s  %7s  ", state, pad(r.Path, pathWidth), round(r.Duration))
 	indent := outcomeIndent(pathWidth)
+	defer writeTextExtras(w, c, r, indent) // trace and revocation (report_extras.go), after the PAC
 	defer writeTextPAC(w, c, r, indent)
 	if r.Success() {
 		fmt.Fprintln(w, passedSummary(c, r))
@@ -343,6 +344,7 @@ func writeMarkdown(w io.Writer, m reportMeta, results []*probe.Result) {
 			}
 		}
 	}
+	writeMarkdownRevocation(w, results)
 	if len(failing) == 0 {
 		return
 	}
@@ -379,6 +381,7 @@ func writeMarkdownFailure(w io.Writer, r *probe.Result) {
 		}
 		fmt.Fprintf(w, "- **DNS %s via %s:** %s\n", d.QType, mdText(d.Resolver), mdText(answer))
 	}
+	writeMarkdownTrace(w, r)
 	if r.Err.Err != nil {
 		detail := r.Err.Err.Error()
 		fence := strings.Repeat("`", max(3, longestRun(detail, '`')+1))
