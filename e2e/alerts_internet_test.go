@@ -34,6 +34,7 @@ const (
 	alertsDirEnv    = "REACHD_E2E_ALERTS_DIR"    // where ca.pem, leaf.pem and leaf.key are
 	alertsSiteAddr  = "10.200.0.1"
 	alertsInetAddr  = "10.200.0.2"
+	alertsIssuerURL = "http://" + alertsInetAddr + "/ca.crt"
 )
 
 // alertsTarget is a vendor endpoint served in the internet namespace.
@@ -92,6 +93,19 @@ func alertsServeInternet(dir string) error {
 		srv := &http.Server{Handler: web, ReadHeaderTimeout: 5 * time.Second}
 		go func() { errs <- srv.Serve(l) }()
 	}
+	caDER, err := os.ReadFile(filepath.Join(dir, "ca.der"))
+	if err != nil {
+		return err
+	}
+	plain, err := net.Listen("tcp", net.JoinHostPort(alertsInetAddr, "80"))
+	if err != nil {
+		return err
+	}
+	issuer := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/pkix-cert")
+		w.Write(caDER)
+	})}
+	go func() { errs <- issuer.Serve(plain) }()
 	fmt.Println("ready")
 	go func() { io.Copy(io.Discard, os.Stdin); errs <- nil }()
 	return <-errs
@@ -160,6 +174,10 @@ func alertsWriteCerts(t *testing.T, dir string) {
 		NotAfter:     now.Add(300 * 24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		// The issuer's certificate, served on port 80 in the internet
+		// namespace: the chain's revocation check has a URL to answer
+		// (reachd_tls_revocation_reachable, which the rules use).
+		IssuingCertificateURL: []string{alertsIssuerURL},
 	}
 	for _, tg := range alertsTargets {
 		leaf.DNSNames = append(leaf.DNSNames, tg.host)
@@ -170,6 +188,9 @@ func alertsWriteCerts(t *testing.T, dir string) {
 	}
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ca.der"), caDER, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for name, block := range map[string]*pem.Block{
