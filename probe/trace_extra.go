@@ -79,7 +79,7 @@ func (p *pathTrace) run(ctx context.Context, r *Result, rt route) {
 	p.mu.Lock()
 	last := p.last
 	p.mu.Unlock()
-	if last == nil || now.Sub(last.Start) >= p.interval || last.Target != dst && last.Unsupported == "" {
+	if last == nil || now.Sub(last.Start) >= p.interval {
 		got := p.traceOnce(ctx, dst, now)
 		if got == nil {
 			return

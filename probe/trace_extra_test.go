@@ -122,6 +122,13 @@ func TestTraceInterval(t *testing.T) {
 	if f.count() != 1 || second.Trace != first.Trace {
 		t.Fatalf("%d traces within the interval; second run's trace %+v", f.count(), second.Trace)
 	}
+	// A round-robin name answering another address does not make the
+	// next run trace again.
+	other := &Result{Err: fail(TCPTimeout, errors.New("timeout"))}
+	p.run(context.Background(), other, route{addrs: []netip.Addr{netip.MustParseAddr("192.0.2.8")}, run: context.Background()})
+	if f.count() != 1 || other.Trace != first.Trace {
+		t.Fatalf("another address traced within the interval: %d traces", f.count())
+	}
 	clock.t = clock.t.Add(time.Minute)
 	probeOnce()
 	if f.count() != 2 {
