@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -19,10 +20,19 @@ type validateOptions struct {
 // validate loads everything a run would load and prints every problem.
 func validate(o validateOptions, stdout, stderr io.Writer) int {
 	if o.catalogDir != "" {
-		if _, err := targets.Load(o.catalogDir); err != nil {
+		cat, err := targets.Load(o.catalogDir)
+		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return exitConfig
 		}
+		files, n := 0, 0
+		for _, f := range cat.Files() {
+			if strings.HasPrefix(f.Path, filepath.Clean(o.catalogDir)+string(filepath.Separator)) {
+				files++
+				n += len(f.Targets)
+			}
+		}
+		fmt.Fprintf(stdout, "%s: valid: %d target files, %d targets\n", o.catalogDir, files, n)
 	}
 	cfg, err := configs.Load(o.configFile, configs.Options{})
 	if err != nil {

@@ -59,6 +59,8 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 	runCmd.Flag("config.file", "reachd config file; none: the embedded default, which probes the real vendor endpoints.").StringVar(&ro.configFile)
 	ro.web = kingpinflag.AddFlags(runCmd, defaultAddr)
 	runCmd.Flag("web.enable-lifecycle", "Allow reloading through POST /-/reload.").BoolVar(&ro.lifecycle)
+	runCmd.Flag("web.external-url", "The URL under which reachd is reached through a reverse proxy (https://proxy.example/reachd/); redirects point there, and the route prefix defaults to its path.").StringVar(&ro.routes.externalURL)
+	runCmd.Flag("web.route-prefix", "Prefix of every endpoint (/reachd serves /reachd/metrics). Default: the path of --web.external-url, else /.").StringVar(&ro.routes.prefix)
 
 	checkCmd := app.Command("check", "Probe once, print a report and exit: 0 all passed, 1 some failed, 2 usage or config error.")
 	var co checkOptions
