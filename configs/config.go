@@ -56,6 +56,20 @@ type Config struct {
 	// local [[target]]s, with daemon defaults applied: Interval, Timeout
 	// and TLSMinVersion are set and Paths lists the paths to probe over.
 	Targets []targets.Target
+	// Files are the catalog files [[use]] picked, in [[use]] order: where
+	// their targets come from (source) and when that was checked.
+	Files []*targets.File
+}
+
+// CatalogFile returns the catalog file a target of the config comes from; nil
+// for a local [[target]].
+func (c *Config) CatalogFile(t targets.Target) *targets.File {
+	for _, f := range c.Files {
+		if f.Vendor == t.Vendor && f.Region == t.Region {
+			return f
+		}
+	}
+	return nil
 }
 
 // Defaults is the [defaults] table after validation.
@@ -113,6 +127,10 @@ type Options struct {
 	// (password and CA files): a hung mount or a FIFO fails the load
 	// instead of blocking it. Default DefaultFileTimeout.
 	FileTimeout time.Duration
+	// SkipSecrets leaves password_file and password_env unread: for
+	// listing what a config probes (reachd targets) where its secrets
+	// are not readable.
+	SkipSecrets bool
 }
 
 // DefaultFileTimeout is how long a load waits for one file it names.
@@ -359,6 +377,7 @@ func (l *loader) targets(s *spec, cfg *Config) []targets.Target {
 				continue
 			}
 			used[u.Vendor+"/"+u.Region] = true
+			cfg.Files = append(cfg.Files, f)
 			paths := checkPaths(key+".paths", u.Paths)
 			for _, t := range f.Targets {
 				if t.Paths == nil {

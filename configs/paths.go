@@ -96,6 +96,7 @@ func (l *loader) path(key string, ps pathSpec) Path {
 	switch {
 	case ps.PasswordFile != "" && ps.PasswordEnv != "":
 		l.bad(key+".password_env", "path.password_env", "set password_file or password_env, not both")
+	case l.opts.SkipSecrets:
 	case ps.PasswordFile != "":
 		file := l.file(ps.PasswordFile)
 		data, mode, err := l.readFile(file)

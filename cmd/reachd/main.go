@@ -83,11 +83,12 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 	validateCmd.Flag("config.file", "reachd config file; none: the embedded default.").StringVar(&vo.configFile)
 	validateCmd.Flag("catalog.dir", "Also validate the target files in this directory.").StringVar(&vo.catalogDir)
 
-	targetsCmd := app.Command("targets", "List the vendor catalog.")
+	targetsCmd := app.Command("targets", "List what a config probes, per path, as the allow-list a firewall or proxy team needs; without a config, the vendor catalog.")
 	var to targetsOptions
+	targetsCmd.Flag("config.file", "List what this config probes, one row per target and path, with the proxy each path goes through.").StringVar(&to.configFile)
 	targetsCmd.Flag("vendor", "Only this vendor.").StringVar(&to.vendor)
-	targetsCmd.Flag("region", "Only this region.").StringVar(&to.region)
-	targetsCmd.Flag("format", "Output format.").Default("text").EnumVar(&to.format, "text", "json")
+	targetsCmd.Flag("region", "Only this region (any case).").StringVar(&to.region)
+	targetsCmd.Flag("format", "Output format: table, json or csv.").Default("table").EnumVar(&to.format, "table", "text", "json", "csv")
 	targetsCmd.Flag("catalog.dir", "Directory of target files that extend or override the embedded catalog.").StringVar(&to.catalogDir)
 
 	versionCmd := app.Command("version", "Print the version.")
