@@ -284,6 +284,9 @@ func writeTextResult(w io.Writer, c palette, r *probe.Result, pathWidth int, now
 		detail := strings.ReplaceAll(r.Err.Err.Error(), "\n", "\n"+indent+"        ")
 		fmt.Fprintf(w, "%s%s %s\n", indent, c.dim("detail:"), detail)
 	}
+	if tl := r.TLS; tl != nil && (tl.Issuer != "" || tl.Accepted != nil) {
+		fmt.Fprintf(w, "%s%s %s\n", indent, c.dim("tls:"), tlsFacts(tl))
+	}
 }
 
 // passedSummary is the one line a passing probe gets: its TLS facts, or

@@ -99,7 +99,7 @@ func TestReportFacts(t *testing.T) {
 	var text, md bytes.Buffer
 	writeText(&text, reportMetaFixture, results, false)
 	writeMarkdown(&md, reportMetaFixture, results)
-	for _, want := range []string{"passed: dns tcp tls, HTTP 404", `issuer "Public Root R1", HTTP 200 — certificate expires 2026-12-01 (in 9 days)`} {
+	for _, want := range []string{"passed: dns tcp tls, HTTP 404", "tls: versions accepted: 1.0 no, 1.1 ?, 1.2 yes, 1.3 ?\n", `issuer "Public Root R1", HTTP 200 — certificate expires 2026-12-01 (in 9 days)`} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text lacks %q:\n%s", want, text.String())
 		}
