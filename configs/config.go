@@ -49,6 +49,7 @@ type Config struct {
 	Resolvers []Resolver // at least one; dialing uses the first
 	Paths     []Path     // direct first when enabled
 	Trust     Trust
+	Metrics   Metrics
 	// Warnings are problems that do not stop the load (a password file
 	// that others can read), each with file:line; callers log them.
 	Warnings []string
@@ -72,6 +73,15 @@ func (c *Config) CatalogFile(t targets.Target) *targets.File {
 	return nil
 }
 
+// Metrics is the [metrics] table: what /metrics exports beyond the
+// default series budget (DESIGN §7).
+type Metrics struct {
+	// StageHistograms exports reachd_probe_stage_duration_seconds, a
+	// histogram per probe and stage: 13 series a stage, three quarters of a
+	// scrape when on.
+	StageHistograms bool
+}
+
 // Defaults is the [defaults] table after validation.
 type Defaults struct {
 	Interval         time.Duration
@@ -86,6 +96,13 @@ type Resolver struct {
 	Name     string
 	Servers  []string // host:port
 	Protocol string   // "udp" (falls back to tcp on truncation) or "tcp"
+	// System is set for a resolver without servers: it stands for the
+	// host's own resolution, so it asks the hosts file first and applies
+	// resolv.conf's search list and ndots to names, as the OS does.
+	System    bool
+	HostsFile string   // System only: the hosts file (Options.HostsFile)
+	Search    []string // System only: resolv.conf's search domains
+	Ndots     int      // System only: resolv.conf's ndots (default 1)
 }
 
 // Path is a way out of the site: direct, or through a proxy.
@@ -121,6 +138,7 @@ type Trust struct {
 // Options are the load's view of its host; zero values use the real one.
 type Options struct {
 	ResolvConf string                                     // default /etc/resolv.conf
+	HostsFile  string                                     // default /etc/hosts
 	LookupEnv  func(key string) (string, bool)            // default os.LookupEnv
 	Catalog    func(dir string) (*targets.Catalog, error) // default targets.Load
 	// FileTimeout bounds the read of each file the config names
@@ -139,6 +157,9 @@ const DefaultFileTimeout = 5 * time.Second
 func (o Options) withDefaults() Options {
 	if o.ResolvConf == "" {
 		o.ResolvConf = "/etc/resolv.conf"
+	}
+	if o.HostsFile == "" {
+		o.HostsFile = "/etc/hosts"
 	}
 	if o.LookupEnv == nil {
 		o.LookupEnv = os.LookupEnv
@@ -213,6 +234,7 @@ func (l *loader) build(s *spec) *Config {
 	cfg.Resolvers = l.resolvers(s.Resolver)
 	cfg.Paths = l.paths(s)
 	cfg.Trust = Trust{CAFiles: s.Trust.CAFiles}
+	cfg.Metrics = Metrics{StageHistograms: s.Metrics.StageHistograms}
 	for i, f := range s.Trust.CAFiles {
 		certs, err := l.readCerts(l.file(f))
 		if err != nil {
@@ -277,11 +299,15 @@ func (l *loader) resolvers(specs []resolverSpec) []Resolver {
 		if r.Servers != nil && len(r.Servers) == 0 {
 			l.bad(key+".servers", "resolver.servers", "empty: list IP[:port] servers, or leave servers out for %s", l.opts.ResolvConf)
 		} else if len(r.Servers) == 0 {
-			servers, err := systemServers(l.opts.ResolvConf)
+			cc, servers, err := systemServers(l.opts.ResolvConf)
 			if err != nil {
 				l.bad(key, "resolver.servers", "none given and %v", err)
 			}
 			res.Servers = servers
+			res.System, res.HostsFile = true, l.opts.HostsFile
+			if cc != nil {
+				res.Search, res.Ndots = cc.Search, cc.Ndots
+			}
 		}
 		for j, srv := range r.Servers {
 			addr, err := serverAddr(srv)

@@ -206,20 +206,21 @@ func (l *loader) readCerts(file string) ([]*x509.Certificate, error) {
 	return out, nil
 }
 
-// systemServers returns the name servers of a resolv.conf file.
-func systemServers(resolvConf string) ([]string, error) {
+// systemServers returns a resolv.conf file (for its search list and
+// ndots) and its name servers.
+func systemServers(resolvConf string) (*dns.ClientConfig, []string, error) {
 	cc, err := dns.ClientConfigFromFile(resolvConf)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(cc.Servers) == 0 {
-		return nil, fmt.Errorf("%s lists no nameserver", resolvConf)
+		return cc, nil, fmt.Errorf("%s lists no nameserver", resolvConf)
 	}
 	out := make([]string, len(cc.Servers))
 	for i, s := range cc.Servers {
 		out[i] = net.JoinHostPort(s, cc.Port)
 	}
-	return out, nil
+	return cc, out, nil
 }
 
 // serverAddr accepts "IP", "IP:port" and "[v6]:port"; port 53 by default.

@@ -11,6 +11,7 @@ type spec struct {
 	Resolver   []resolverSpec `toml:"resolver"`
 	Path       []pathSpec     `toml:"path"`
 	Trust      trustSpec      `toml:"trust"`
+	Metrics    metricsSpec    `toml:"metrics"`
 	Use        []useSpec      `toml:"use"`
 	Target     []targets.Spec `toml:"target"`
 }
@@ -37,6 +38,10 @@ type pathSpec struct {
 	PasswordFile string `toml:"password_file"`
 	PasswordEnv  string `toml:"password_env"`
 	CAFile       string `toml:"ca_file"`
+}
+
+type metricsSpec struct {
+	StageHistograms bool `toml:"stage_histograms"`
 }
 
 type trustSpec struct {

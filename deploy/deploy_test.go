@@ -135,18 +135,28 @@ func (v variable) query() string {
 	return o.Query
 }
 
-func loadDashboard(t *testing.T) dashboard {
+// dashboards are the shipped Grafana dashboards: one site, and the fleet of sites.
+var dashboards = []string{"grafana/reachd.json", "grafana/reachd-fleet.json"}
+
+func loadDashboard(t *testing.T, file string) dashboard {
 	t.Helper()
-	b, err := os.ReadFile("grafana/reachd.json")
+	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var d dashboard
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&d); err != nil {
-		t.Fatalf("grafana/reachd.json: %v", err)
+		t.Fatalf("%s: %v", file, err)
 	}
 	return d
+}
+
+// eachDashboard runs f as a subtest for every shipped dashboard.
+func eachDashboard(t *testing.T, f func(t *testing.T, d dashboard)) {
+	for _, file := range dashboards {
+		t.Run(file, func(t *testing.T) { f(t, loadDashboard(t, file)) })
+	}
 }
 
 // allPanels flattens rows.
@@ -180,8 +190,9 @@ var builtins = map[string]string{
 	"__range_ms":      "3600000",
 }
 
-func TestDashboardStructure(t *testing.T) {
-	d := loadDashboard(t)
+func TestDashboardStructure(t *testing.T) { eachDashboard(t, testDashboardStructure) }
+
+func testDashboardStructure(t *testing.T, d dashboard) {
 	panels := allPanels(d.Panels)
 
 	var dsVar string
@@ -292,9 +303,10 @@ func substitute(t *testing.T, expr string) string {
 
 // TestDashboardQueries writes every panel query, and the selector of every label_values
 // variable, as a recording rule and lets promtool parse them.
-func TestDashboardQueries(t *testing.T) {
+func TestDashboardQueries(t *testing.T) { eachDashboard(t, testDashboardQueries) }
+
+func testDashboardQueries(t *testing.T, d dashboard) {
 	promtool := tool(t, "promtool", "prometheus")
-	d := loadDashboard(t)
 	type rule struct {
 		Record string `json:"record"`
 		Expr   string `json:"expr"`

@@ -145,8 +145,12 @@ func (n *alertsNet) startHelper(t *testing.T, certDir string) {
 
 // client returns an HTTP client whose connections are opened inside the site namespace,
 // where Prometheus, Alertmanager and reachd listen on 127.0.0.1.
-func (n *alertsNet) client() *http.Client {
-	nsPath := filepath.Join("/var/run/netns", n.site)
+func (n *alertsNet) client() *http.Client { return nsClient(n.site) }
+
+// nsClient returns an HTTP client whose connections are opened inside the named network
+// namespace.
+func nsClient(ns string) *http.Client {
+	nsPath := filepath.Join("/var/run/netns", ns)
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		type result struct {
 			c   net.Conn

@@ -203,7 +203,7 @@ func TestDaemonMetricsReloadAndShutdown(t *testing.T) {
 			t.Errorf("%s: no failure_reason series for %s", name, want[1])
 		}
 	}
-	if err := contains(metrics, `reachd_site_info{site="e2e-site"} 1`, "reachd_config_last_reload_successful 1", "reachd_build_info{", "reachd_scheduler_delay_seconds_bucket", "reachd_probe_stage_duration_seconds_bucket", `reachd_tls_issuer_info{`, `issuer="E2E Root CA"`); err != nil {
+	if err := contains(metrics, `reachd_site_info{site="e2e-site"} 1`, "reachd_config_last_reload_successful 1", "reachd_build_info{", "reachd_scheduler_delay_seconds_bucket", "reachd_probe_stage_last_duration_seconds{", `reachd_tls_issuer_info{`, `issuer="E2E Root CA"`); err != nil {
 		t.Error(err)
 	}
 	cmd := exec.Command(promtool, "check", "metrics")

@@ -123,12 +123,17 @@ reachd_targets 2
 	if g, w := samples(string(got)), samples(want); !slices.Equal(g, w) {
 		t.Errorf("exposition differs:\ngot:\n%s\nwant:\n%s", strings.Join(g, "\n"), strings.Join(w, "\n"))
 	}
-	if err := testutil.CollectAndCompare(c, strings.NewReader(`
-# HELP reachd_probe_stage_duration_seconds Duration of each stage over runs.
-# TYPE reachd_probe_stage_duration_seconds histogram
-`), "reachd_probe_stage_duration_seconds"); err == nil {
-		t.Error("stage duration histograms missing")
+	if n := testutil.CollectAndCount(c, "reachd_probe_stage_duration_seconds"); n != 0 {
+		t.Errorf("%d stage histograms exported by default; they are opt-in", n)
 	}
+	if n := testutil.CollectAndCount(c, "reachd_probe_stage_last_duration_seconds"); n != 3 {
+		t.Errorf("%d last-run stage gauges, want 3 (a: dns, tcp; b: dns)", n)
+	}
+	store.SetStageHistograms(true)
+	if n := testutil.CollectAndCount(c, "reachd_probe_stage_duration_seconds"); n != 3 {
+		t.Errorf("%d stage histograms with stage_histograms on, want 3", n)
+	}
+	store.SetStageHistograms(false)
 	if problems, err := testutil.CollectAndLint(c); err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %v", err, problems)
 	}

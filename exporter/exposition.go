@@ -37,6 +37,7 @@ func newFamily(_ *prometheus.Desc, name, typ string) family {
 const (
 	fSuccess = iota
 	fDuration
+	fStageLast
 	fStage
 	fReason
 	fRuns
@@ -60,6 +61,7 @@ const (
 var families = [nFamilies]family{
 	fSuccess:        newFamily(probeSuccess, "reachd_probe_success", "gauge"),
 	fDuration:       newFamily(probeDuration, "reachd_probe_duration_seconds", "gauge"),
+	fStageLast:      newFamily(stageLast, "reachd_probe_stage_last_duration_seconds", "gauge"),
 	fStage:          newFamily(stageDuration, "reachd_probe_stage_duration_seconds", "histogram"),
 	fReason:         newFamily(failureReason, "reachd_probe_failure_reason", "gauge"),
 	fRuns:           newFamily(runsTotal, "reachd_probe_runs_total", "counter"),
@@ -151,6 +153,12 @@ func (x *expo) family(f int, e *Entry) {
 		x.gauge(name, e.labels, bool01(r.Success()))
 	case fDuration:
 		x.gauge(name, e.labels, r.Duration.Seconds())
+	case fStageLast:
+		for _, st := range r.Stages {
+			x.sample(name, e.labels)
+			x.label("stage", string(st.Stage))
+			x.value(st.Duration.Seconds())
+		}
 	case fLastRun:
 		x.gauge(name, e.labels, unix(r.Start.Add(r.Duration)))
 	case fLastSuccess:
@@ -306,6 +314,13 @@ func escape(s string) string {
 
 var helpEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
 
+// SetStageHistograms turns the per-probe stage histograms on or off
+// ([metrics] stage_histograms); a reload may change it.
+func (s *Store) SetStageHistograms(on bool) { s.stageHistograms.Store(on) }
+
+// StageHistograms reports whether the stage histograms are exported.
+func (s *Store) StageHistograms() bool { return s.stageHistograms.Load() }
+
 // chunkSize is how much a scrape renders per hold of the store's lock.
 const chunkSize = 256 << 10
 
@@ -325,7 +340,11 @@ func (s *Store) writeProbeFamilies(w io.Writer) error {
 		x.b = x.b[:0]
 		return err
 	}
+	histograms := s.StageHistograms()
 	for f, fam := range families {
+		if f == fStage && !histograms {
+			continue
+		}
 		x.b = append(x.b, "# HELP "...)
 		x.b = append(x.b, fam.name...)
 		x.b = append(x.b, ' ')

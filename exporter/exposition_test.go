@@ -54,7 +54,14 @@ func flatten(mfs map[string]*dto.MetricFamily) []string {
 }
 
 func TestExpositionMatchesCollector(t *testing.T) {
+	for _, histograms := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stage_histograms=%v", histograms), func(t *testing.T) { testExpositionMatchesCollector(t, histograms) })
+	}
+}
+
+func testExpositionMatchesCollector(t *testing.T, histograms bool) {
 	store := NewStore()
+	store.SetStageHistograms(histograms)
 	a, b, c := fake("a"), fake("b"), fake("hostile")
 	c.t.Host = `evil"host\name` + "\n"
 	c.path = `corp "proxy"`

@@ -30,7 +30,8 @@ func plainDesc(name, help string, labels ...string) *prometheus.Desc {
 var (
 	probeSuccess      = desc("probe_success", "1 if the last run of the probe passed every stage.")
 	probeDuration     = desc("probe_duration_seconds", "Duration of the last run, all stages.")
-	stageDuration     = desc("probe_stage_duration_seconds", "Duration of each stage over runs.", "stage")
+	stageDuration     = desc("probe_stage_duration_seconds", "Duration of each stage over runs; exported only with [metrics] stage_histograms = true.", "stage")
+	stageLast         = desc("probe_stage_last_duration_seconds", "Duration of each stage in the last run, passed or failed.", "stage")
 	failureReason     = desc("probe_failure_reason", "1 for the reason of the current failure; absent while the probe succeeds.", "stage", "reason")
 	runsTotal         = desc("probe_runs_total", "Runs of the probe by result.", "result")
 	failuresTotal     = desc("probe_failures_total", "Failed runs by stage and reason.", "stage", "reason")
@@ -55,7 +56,7 @@ var (
 	schedulerInflight = plainDesc("scheduler_inflight", "Probe runs in flight.")
 	schedulerSkipped  = plainDesc("scheduler_skipped_total", "Scheduled runs skipped because the previous run of the probe overran.")
 	schedulerDelay    = plainDesc("scheduler_delay_seconds", "Delay from a run's planned start to its actual start.")
-	allDescs          = []*prometheus.Desc{probeSuccess, probeDuration, stageDuration, failureReason, runsTotal, failuresTotal, lastRun, lastSuccess, tlsAccepted, tlsNegotiated, tlsIntercepted, tlsIssuer, tlsNotAfter, httpStatus, httpClockSkew, dnsSuccess, dnsDuration, dnsAnswers, dnsRcode, siteInfo, targetsGauge, reloadSuccessful, reloadSuccessTime, schedulerInflight, schedulerSkipped, schedulerDelay}
+	allDescs          = []*prometheus.Desc{probeSuccess, probeDuration, stageDuration, stageLast, failureReason, runsTotal, failuresTotal, lastRun, lastSuccess, tlsAccepted, tlsNegotiated, tlsIntercepted, tlsIssuer, tlsNotAfter, httpStatus, httpClockSkew, dnsSuccess, dnsDuration, dnsAnswers, dnsRcode, siteInfo, targetsGauge, reloadSuccessful, reloadSuccessTime, schedulerInflight, schedulerSkipped, schedulerDelay}
 )
 
 // Collector emits const metrics from the store at scrape time, so the
@@ -104,11 +105,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(targetsGauge, float64(c.store.Len()))
 	if !c.noProbes {
-		c.store.Range(func(e *Entry) { collectEntry(ch, e, gauge, counter) })
+		histograms := c.store.StageHistograms()
+		c.store.Range(func(e *Entry) { collectEntry(ch, e, histograms, gauge, counter) })
 	}
 }
 
-func collectEntry(ch chan<- prometheus.Metric, e *Entry, gauge, counter func(*prometheus.Desc, float64, ...string)) {
+func collectEntry(ch chan<- prometheus.Metric, e *Entry, histograms bool, gauge, counter func(*prometheus.Desc, float64, ...string)) {
 	t := e.Target
 	l := []string{t.Vendor, t.Region, t.Name, t.Host, strconv.Itoa(t.Port), e.Path}
 	with := func(extra ...string) []string {
@@ -119,9 +121,11 @@ func collectEntry(ch chan<- prometheus.Metric, e *Entry, gauge, counter func(*pr
 	for k, n := range e.Failures {
 		counter(failuresTotal, float64(n), with(string(k.Stage), string(k.Reason))...)
 	}
-	for stage, h := range e.Stages {
-		n, sum, buckets := h.Snapshot()
-		ch <- prometheus.MustNewConstHistogram(stageDuration, n, sum, buckets, with(string(stage))...)
+	if histograms {
+		for stage, h := range e.Stages {
+			n, sum, buckets := h.Snapshot()
+			ch <- prometheus.MustNewConstHistogram(stageDuration, n, sum, buckets, with(string(stage))...)
+		}
 	}
 	r := e.Last
 	if r == nil {
@@ -129,6 +133,9 @@ func collectEntry(ch chan<- prometheus.Metric, e *Entry, gauge, counter func(*pr
 	}
 	gauge(probeSuccess, bool01(r.Success()), l...)
 	gauge(probeDuration, r.Duration.Seconds(), l...)
+	for _, st := range r.Stages {
+		gauge(stageLast, st.Duration.Seconds(), with(string(st.Stage))...)
+	}
 	gauge(lastRun, unix(r.Start.Add(r.Duration)), l...)
 	if !e.LastSuccess.IsZero() {
 		gauge(lastSuccess, unix(e.LastSuccess), l...)

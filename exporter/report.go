@@ -71,6 +71,13 @@ type DNSReport struct {
 	Rcode    string   `json:"rcode"`
 	Answers  []string `json:"answers"`
 	Reason   string   `json:"reason"`
+	// Source is "hosts" (a system resolver's hosts file) or the server
+	// that answered; empty when none did.
+	Source string `json:"source"`
+	// Name is the name answered when the search list lengthened the host.
+	Name string `json:"name,omitempty"`
+	// Warning flags a hosts file pin that DNS contradicts.
+	Warning string `json:"warning,omitempty"`
 }
 
 // NewResultReport turns a result into its JSON form.
@@ -122,7 +129,8 @@ func NewDNSReports(r *probe.Result) []DNSReport {
 			answers = []string{}
 		}
 		out = append(out, DNSReport{Vendor: r.Target.Vendor, Region: r.Target.Region, Target: r.Target.Name, Host: r.Target.Host, Resolver: d.Resolver, QType: d.QType,
-			Success: d.Success, Rcode: d.Rcode, Answers: answers, Reason: string(d.Reason)})
+			Success: d.Success, Rcode: d.Rcode, Answers: answers, Reason: string(d.Reason),
+			Source: d.Source, Name: d.Name, Warning: d.Warning})
 	}
 	return out
 }

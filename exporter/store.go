@@ -6,6 +6,7 @@ package exporter
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/reachd/reachd/probe"
@@ -24,6 +25,9 @@ type Store struct {
 	mu      sync.RWMutex
 	entries map[string]*Entry
 	keys    []string // sorted, for stable output
+	// stageHistograms exports the per-probe stage histograms ([metrics]
+	// stage_histograms); off by default, for the series budget.
+	stageHistograms atomic.Bool
 }
 
 // Entry is one probe's state. Its fields change only under the store's

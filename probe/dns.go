@@ -2,10 +2,14 @@ package probe
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -19,18 +23,26 @@ type resolver struct {
 	servers []string
 	first   *dns.Client // the configured protocol
 	tcp     *dns.Client // fallback on truncation
+	// system is set when the resolver stands for the host's own
+	// resolution (servers from resolv.conf): the hosts file first, then
+	// DNS with the search list.
+	system *systemRules
 }
 
 func newResolver(r configs.Resolver) *resolver {
 	// The context deadline bounds every exchange; the clients' own
 	// two-second defaults must not cut a slower probe short.
 	const unbounded = 24 * time.Hour
-	return &resolver{
+	res := &resolver{
 		name:    r.Name,
 		servers: r.Servers,
 		first:   &dns.Client{Net: r.Protocol, Timeout: unbounded, UDPSize: 1232},
 		tcp:     &dns.Client{Net: "tcp", Timeout: unbounded},
 	}
+	if r.System {
+		res.system = &systemRules{hosts: newHostsFile(r.HostsFile), search: r.Search, ndots: r.Ndots}
+	}
+	return res
 }
 
 // answer is the outcome of one query.
@@ -39,15 +51,33 @@ type answer struct {
 	rcode    int // -1 when no response arrived
 	err      *Error
 	duration time.Duration
+	source   string // "hosts", or the server that answered; empty when none did
+	name     string // the name answered when the search list made it another than the host
+	warning  string // a hosts entry that DNS contradicts
 }
 
-// query asks for name's qtype records, trying each server in turn until
-// one answers with NOERROR or NXDOMAIN; every server gets an equal share of
+// query is the check of host's qtype records: by the OS's rules for a
+// system resolver, else the name as given.
+func (r *resolver) query(ctx context.Context, host string, qtype uint16) answer {
+	if r.system != nil {
+		return r.system.query(ctx, r, host, qtype)
+	}
+	return r.ask(ctx, dns.Fqdn(host), qtype)
+}
+
+// pins reports whether the hosts file answers for host, so the dns stage
+// does not ask DNS (the per-resolver check still does, to compare).
+func (r *resolver) pins(host string) bool {
+	return r.system != nil && len(r.system.hosts.lookup(host)) > 0
+}
+
+// ask asks the servers for fqdn's qtype records, in turn until one
+// answers with NOERROR or NXDOMAIN; every server gets an equal share of
 // the time left.
-func (r *resolver) query(ctx context.Context, name string, qtype uint16) answer {
+func (r *resolver) ask(ctx context.Context, fqdn string, qtype uint16) answer {
 	start := time.Now()
 	m := new(dns.Msg)
-	m.SetQuestion(dns.Fqdn(name), qtype)
+	m.SetQuestion(fqdn, qtype)
 	m.SetEdns0(1232, false)
 	a := answer{rcode: -1}
 	for i, server := range r.servers {
@@ -65,12 +95,17 @@ func (r *resolver) query(ctx context.Context, name string, qtype uint16) answer 
 func (r *resolver) exchange(ctx context.Context, m *dns.Msg, server string) answer {
 	resp, _, err := r.first.ExchangeContext(ctx, m, server)
 	if err == nil && resp.Truncated && r.first.Net != "tcp" {
-		resp, _, err = r.tcp.ExchangeContext(ctx, m, server)
+		if resp, _, err = r.tcp.ExchangeContext(ctx, m, server); err != nil {
+			return answer{rcode: -1, err: classifyTruncated(ctx, server, err)}
+		}
 	}
 	if err != nil {
 		return answer{rcode: -1, err: classifyDNS(ctx, server, err)}
 	}
-	a := answer{rcode: resp.Rcode}
+	if err := sameQuestion(m.Question[0], resp); err != nil {
+		return answer{rcode: -1, err: fail(DNSError, fmt.Errorf("%s %w", server, err))}
+	}
+	a := answer{rcode: resp.Rcode, source: server}
 	switch resp.Rcode {
 	case dns.RcodeSuccess:
 	case dns.RcodeNameError:
@@ -104,17 +139,59 @@ func classifyDNS(ctx context.Context, server string, err error) *Error {
 	return fail(DNSError, err)
 }
 
+// classifyTruncated names a failed TCP retry of a truncated UDP answer: a
+// site whose firewall lets DNS out over UDP only loses every large answer.
+func classifyTruncated(ctx context.Context, server string, err error) *Error {
+	const prefix = "the UDP answer was truncated and TCP to %s "
+	if isTimeout(err) || ctx.Err() != nil {
+		return fail(DNSTimeout, fmt.Errorf(prefix+"got no answer", server))
+	}
+	why := err.Error()
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		why = "connection refused"
+	case isReset(err):
+		why = "connection reset"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		why = "the server closed the connection without an answer"
+	}
+	return fail(DNSError, fmt.Errorf(prefix+"failed: %s", server, why))
+}
+
+// sameQuestion rejects an answer to another question than q, as dig and
+// Go's resolver do: miekg/dns matches the message ID only, and a
+// misrouted or forged answer must not pass as the name's records. An
+// error answer may leave the question out (RFC 1035 allows it for
+// FORMERR and kin); an answer with records may not.
+func sameQuestion(q dns.Question, resp *dns.Msg) error {
+	switch {
+	case len(resp.Question) == 0 && resp.Rcode != dns.RcodeSuccess:
+		return nil
+	case len(resp.Question) == 0:
+		return fmt.Errorf("answered without a question section, for %s %s", q.Name, dns.TypeToString[q.Qtype])
+	case len(resp.Question) > 1:
+		return fmt.Errorf("answered %d questions, not the one asked (%s %s)", len(resp.Question), q.Name, dns.TypeToString[q.Qtype])
+	}
+	got := resp.Question[0]
+	if !strings.EqualFold(got.Name, q.Name) || got.Qtype != q.Qtype || got.Qclass != q.Qclass {
+		return fmt.Errorf("answered a question about %s %s, not the %s %s asked: the answer is not for this query",
+			got.Name, dns.TypeToString[got.Qtype], q.Name, dns.TypeToString[q.Qtype])
+	}
+	return nil
+}
+
 // lookup resolves host to its A and AAAA addresses, asked in parallel.
 // It fails only when neither type has an address. It also returns the two
 // answers, which the per-resolver check of the first resolver reuses.
 func (r *resolver) lookup(ctx context.Context, host string) ([]netip.Addr, *Error, [2]answer) {
-	var a, aaaa answer
-	var wg sync.WaitGroup
-	spawn(ctx, &wg, func() { a = r.query(ctx, host, dns.TypeA) })
-	aaaa = r.query(ctx, host, dns.TypeAAAA)
-	wg.Wait()
-	both := [2]answer{a, aaaa}
-	addrs := append(a.addrs, aaaa.addrs...)
+	var both [2]answer
+	if r.system != nil {
+		both = r.system.lookup(ctx, r, host)
+	} else {
+		both = r.askBoth(ctx, dns.Fqdn(host))
+	}
+	a, aaaa := both[0], both[1]
+	addrs := append(slices.Clone(a.addrs), aaaa.addrs...)
 	switch {
 	case len(addrs) > 0:
 		return addrs, nil, both
@@ -126,6 +203,16 @@ func (r *resolver) lookup(ctx context.Context, host string) ([]netip.Addr, *Erro
 		return nil, a.err, both
 	}
 	return nil, fail(DNSNoRecords, fmt.Errorf("%s has no A or AAAA record", host)), both
+}
+
+// askBoth asks for fqdn's A and AAAA records in parallel.
+func (r *resolver) askBoth(ctx context.Context, fqdn string) [2]answer {
+	var a answer
+	var wg sync.WaitGroup
+	spawn(ctx, &wg, func() { a = r.ask(ctx, fqdn, dns.TypeA) })
+	aaaa := r.ask(ctx, fqdn, dns.TypeAAAA)
+	wg.Wait()
+	return [2]answer{a, aaaa}
 }
 
 // checkResolvers asks every resolver for host's A and AAAA records, all
@@ -149,7 +236,8 @@ var queryTypes = [2]uint16{dns.TypeA, dns.TypeAAAA}
 // (when given) is a success, even with no address (an empty AAAA beside
 // an A answer is normal).
 func newDNSResult(resolver string, qtype uint16, a answer, cidrs []netip.Prefix) DNSResult {
-	d := DNSResult{Resolver: resolver, QType: dns.TypeToString[qtype], Duration: a.duration, Success: a.err == nil}
+	d := DNSResult{Resolver: resolver, QType: dns.TypeToString[qtype], Duration: a.duration, Success: a.err == nil,
+		Source: a.source, Name: a.name, Warning: a.warning}
 	if a.rcode >= 0 {
 		d.Rcode = dns.RcodeToString[a.rcode]
 	}

@@ -43,6 +43,9 @@ func NewEnv(cfg *configs.Config, userAgent string) *Env {
 	for _, r := range cfg.Resolvers {
 		e.resolvers = append(e.resolvers, newResolver(r))
 		fmt.Fprintf(h, "resolver %s %s %v\n", r.Name, r.Protocol, r.Servers)
+		if r.System {
+			fmt.Fprintf(h, "system %s %q %d\n", r.HostsFile, r.Search, r.Ndots)
+		}
 	}
 	e.legit = mozillaRoots().Clone()
 	e.trusted, _ = x509.SystemCertPool()
@@ -171,8 +174,9 @@ func (p *Prober) Probe(ctx context.Context) Result {
 	defer cancel()
 	r := Result{Target: &p.target, Path: p.path, Start: time.Now()}
 	// The dns stage asks the first resolver; the per-resolver checks reuse
-	// its answers and ask the others meanwhile.
-	stageAsks := p.proxy == nil && !p.hostIP.IsValid()
+	// its answers and ask the others meanwhile. A hosts file answer is not
+	// reused: the check compares the pin with DNS.
+	stageAsks := p.proxy == nil && !p.hostIP.IsValid() && !p.resolver.pins(p.target.Host)
 	var others []DNSResult
 	var wg sync.WaitGroup
 	if p.dnsChecks {
@@ -231,6 +235,7 @@ func (p *Prober) stages(ctx, base context.Context, r *Result, stage *[2]answer) 
 			r.HTTP, err = p.http.do(conn)
 			return err
 		})
+		clientCertVerdict(ctx, r, conn) // a refused client certificate shows only now
 	}
 }
 

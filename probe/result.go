@@ -36,11 +36,15 @@ type StageResult struct {
 type TLSInfo struct {
 	Version     uint16
 	Cipher      string
-	Issuer      string // the issuing CA of the leaf (its Common Name)
-	Intercepted bool   // the chain anchors only in a private (trusted, not legitimate) CA
-	NotAfter    time.Time
-	// Accepted holds the last sweep's verdict per version; nil before
-	// the first sweep.
+	Issuer      string    // the issuing CA of the leaf (its Common Name)
+	Intercepted bool      // the chain anchors only in a private (trusted, not legitimate) CA
+	NotAfter    time.Time // earliest expiry of the verified chain; the leaf's when none verified
+	// ClientCertRequested: the server sent a CertificateRequest (reachd,
+	// like an agent without a certificate, presents none). A handshake that
+	// failed after the request still returns a TLSInfo with only this set.
+	ClientCertRequested bool
+	// Accepted holds the last sweep's verdict per version: true accepted,
+	// false rejected on the wire, absent unknown; nil before the first sweep.
 	Accepted map[uint16]bool
 }
 
@@ -60,6 +64,15 @@ type DNSResult struct {
 	Answers  []string
 	Duration time.Duration
 	Reason   Reason // empty on success
+	// Source is where the answer came from: "hosts" (the hosts file, for
+	// a system resolver) or the server that answered; empty when none did.
+	Source string
+	// Name is the name answered when a system resolver's search list made
+	// it another than the host (a short intranet name).
+	Name string
+	// Warning is set when the hosts file pins the host to other addresses
+	// than DNS answers (a stale pin); the check still passes.
+	Warning string
 }
 
 // run times one stage and records it; it reports whether the stage passed.

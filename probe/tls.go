@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -9,6 +10,8 @@ import (
 	"io"
 	"net"
 	"reflect"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,11 +36,19 @@ func TLSVersionName(v uint16) string {
 	return fmt.Sprintf("0x%04x", v)
 }
 
-// allSuites offers every suite Go implements, so that a sweep at TLS 1.0
-// or 1.1 really finds a server that speaks only those.
-var allSuites = sync.OnceValue(func() []uint16 {
+// offeredSuites are the TLS 1.0-1.2 cipher suites every handshake offers,
+// the probe's own and each of the sweep's, at every version: what the
+// agents' TLS stacks offer. SChannel still offers RSA key exchange
+// (TLS_RSA_WITH_AES_128_GCM_SHA256 and the like) and 3DES, which Go leaves
+// out of its defaults (GODEBUG tlsrsakex, tls3des) but speaks when they are
+// listed; RC4 is left out, as every current agent leaves it out. TLS 1.3
+// suites are not configurable in Go and always offered.
+var offeredSuites = sync.OnceValue(func() []uint16 {
 	var ids []uint16
 	for _, s := range append(tls.CipherSuites(), tls.InsecureCipherSuites()...) {
+		if strings.Contains(s.Name, "_RC4_") || !slices.ContainsFunc(s.SupportedVersions, func(v uint16) bool { return v < tls.VersionTLS13 }) {
+			continue
+		}
 		ids = append(ids, s.ID)
 	}
 	return ids
@@ -64,7 +75,8 @@ var mozillaRoots = sync.OnceValue(func() *x509.CertPool {
 
 // tlsProber runs the tls stage for one target over one path.
 type tlsProber struct {
-	conf    *tls.Config // built once; cloned only for the sweep
+	conf    *tls.Config            // built once, shared by overlapping runs
+	sweeps  map[uint16]*tls.Config // conf pinned to each of TLSVersions
 	host    string
 	legit   *x509.CertPool
 	trusted *x509.CertPool
@@ -73,92 +85,224 @@ type tlsProber struct {
 }
 
 func newTLSProber(host string, min uint16, alpn []string, legit, trusted *x509.CertPool, pin string) *tlsProber {
-	return &tlsProber{
-		conf: &tls.Config{
-			ServerName: host,
-			MinVersion: min,
-			MaxVersion: tls.VersionTLS13,
-			NextProtos: alpn,
-			// The chain is judged after the handshake against two anchor
-			// sets, which crypto/tls cannot do on its own.
-			InsecureSkipVerify: true,
-		},
-		host: host, legit: legit, trusted: trusted, pin: pin, min: min,
+	conf := &tls.Config{
+		ServerName:   host,
+		MinVersion:   min,
+		MaxVersion:   tls.VersionTLS13,
+		NextProtos:   alpn,
+		CipherSuites: offeredSuites(),
+		// The chain is judged after the handshake against two anchor
+		// sets, which crypto/tls cannot do on its own.
+		InsecureSkipVerify:   true,
+		GetClientCertificate: noClientCert,
 	}
+	sweeps := make(map[uint16]*tls.Config, len(TLSVersions))
+	for _, v := range TLSVersions {
+		c := conf.Clone()
+		c.MinVersion, c.MaxVersion = v, v
+		sweeps[v] = c
+	}
+	return &tlsProber{conf: conf, sweeps: sweeps, host: host, legit: legit, trusted: trusted, pin: pin, min: min}
 }
 
-// handshake runs TLS over conn and judges the chain.
-func (tp *tlsProber) handshake(ctx context.Context, conn net.Conn) (*tls.Conn, *TLSInfo, *Error) {
-	tc := tls.Client(conn, tp.conf)
-	if err := tc.HandshakeContext(ctx); err != nil {
-		return nil, nil, classifyTLS(err)
+// handshake runs TLS over conn and judges the chain. The connection it
+// returns carries the http stage.
+func (tp *tlsProber) handshake(ctx context.Context, conn net.Conn) (net.Conn, *TLSInfo, *Error) {
+	tc, wire, err := clientHandshake(ctx, conn, tp.conf)
+	if err != nil {
+		var info *TLSInfo
+		if wire.certRequested {
+			info = &TLSInfo{ClientCertRequested: true}
+		}
+		return nil, info, classifyTLS(err, wire, tp.min)
 	}
 	st := tc.ConnectionState()
-	info := &TLSInfo{Version: st.Version, Cipher: tls.CipherSuiteName(st.CipherSuite)}
+	info := &TLSInfo{Version: st.Version, Cipher: tls.CipherSuiteName(st.CipherSuite), ClientCertRequested: wire.certRequested}
 	leaf := st.PeerCertificates[0]
 	info.Issuer = issuerName(leaf)
-	for _, c := range st.PeerCertificates {
-		if info.NotAfter.IsZero() || c.NotAfter.Before(info.NotAfter) {
-			info.NotAfter = c.NotAfter
-		}
-	}
-	intercepted, err := tp.verify(st.PeerCertificates)
+	chain, intercepted, verr := tp.verify(st.PeerCertificates)
 	info.Intercepted = intercepted
-	if err == nil && tp.pin != "" && leaf.Issuer.CommonName != tp.pin {
-		err = fail(TLSIntercepted, fmt.Errorf("certificate issued by %q, pinned issuer is %q", info.Issuer, tp.pin))
+	info.NotAfter = earliestExpiry(chain, leaf)
+	if verr == nil {
+		verr = tp.checkPin(leaf, intercepted)
 	}
-	return tc, info, err
+	if wire.certRequested {
+		return &certConn{Conn: tc}, info, verr
+	}
+	return tc, info, verr
+}
+
+// checkPin compares the leaf's issuer with pin_issuer. A mismatch on a
+// chain that only the site's inspection CA verifies is interception; on
+// one that the public roots verify, the vendor changed its CA.
+func (tp *tlsProber) checkPin(leaf *x509.Certificate, intercepted bool) *Error {
+	if tp.pin == "" || leaf.Issuer.CommonName == tp.pin {
+		return nil
+	}
+	if intercepted {
+		return fail(TLSIntercepted, fmt.Errorf("certificate issued by %q, pinned issuer is %q", issuerName(leaf), tp.pin))
+	}
+	return fail(TLSIssuerChanged, fmt.Errorf("certificate issued by %q, which the legitimate roots verify; pinned issuer is %q", issuerName(leaf), tp.pin))
 }
 
 // verify judges the chain: against the legitimate roots it is fine; only
-// against the trusted roots it is intercepted; neither, untrusted.
-func (tp *tlsProber) verify(certs []*x509.Certificate) (intercepted bool, _ *Error) {
+// against the trusted roots it is intercepted; neither, untrusted. It
+// returns the chain that verified, root included; nil when none did.
+func (tp *tlsProber) verify(certs []*x509.Certificate) (chain []*x509.Certificate, intercepted bool, _ *Error) {
 	opts := x509.VerifyOptions{DNSName: tp.host, Roots: tp.legit, Intermediates: x509.NewCertPool()}
 	for _, c := range certs[1:] {
 		opts.Intermediates.AddCert(c)
 	}
-	_, err := certs[0].Verify(opts)
+	chains, err := certs[0].Verify(opts)
+	if err == nil {
+		return longestLived(chains), false, nil
+	}
 	var unknown x509.UnknownAuthorityError
 	if errors.As(err, &unknown) {
 		opts.Roots = tp.trusted
-		if _, err2 := certs[0].Verify(opts); err2 == nil {
-			return true, nil
+		if chains, err2 := certs[0].Verify(opts); err2 == nil {
+			return longestLived(chains), true, nil
 		}
 	}
-	if err == nil {
-		return false, nil
-	}
-	var host x509.HostnameError
-	var invalid x509.CertificateInvalidError
-	switch {
-	case errors.As(err, &host):
-		return false, fail(TLSHostnameMismatch, fmt.Errorf("certificate for %s is not valid for %s", certNames(certs[0]), tp.host))
-	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
-		return false, fail(TLSExpired, fmt.Errorf("certificate %q: %s", certs[0].Subject.CommonName, invalid.Detail))
-	case errors.As(err, &unknown):
-		top := certs[len(certs)-1]
-		return false, fail(TLSUntrustedCA, fmt.Errorf("the chain ends in %q (leaf issued by %q), which this site does not trust", issuerName(top), issuerName(certs[0])))
-	}
-	return false, fail(TLSError, err)
+	return nil, false, tp.chainError(certs, err)
 }
 
-// classifyTLS names a handshake failure.
-func classifyTLS(err error) *Error {
+// chainError names why the chain failed, and which certificate.
+func (tp *tlsProber) chainError(certs []*x509.Certificate, err error) *Error {
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var unknown x509.UnknownAuthorityError
+	switch {
+	case errors.As(err, &host):
+		err := fmt.Errorf("certificate for %s is not valid for %s", certNames(host.Certificate), tp.host)
+		if len(host.Certificate.DNSNames) == 0 && len(host.Certificate.IPAddresses) == 0 {
+			// Go reads no names from the Common Name; SChannel still may.
+			err = fmt.Errorf("%w: it has no subject alternative names (%w)", err, host)
+		}
+		return fail(TLSHostnameMismatch, err)
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return fail(TLSExpired, fmt.Errorf("certificate %s: %s", certRole(certs, invalid.Cert), invalid.Detail))
+	case errors.As(err, &invalid):
+		return fail(TLSError, fmt.Errorf("certificate %s: %w", certRole(certs, invalid.Cert), err))
+	case errors.As(err, &unknown):
+		if c := insecureSignature(certs); c != nil {
+			return fail(TLSUntrustedCA, fmt.Errorf("certificate %s is signed with %s, which Go no longer verifies: %w",
+				certRole(certs, c), c.SignatureAlgorithm, x509.InsecureAlgorithmError(c.SignatureAlgorithm)))
+		}
+		top := certs[len(certs)-1]
+		return fail(TLSUntrustedCA, fmt.Errorf("the chain ends in %q (leaf issued by %q), which this site does not trust", issuerName(top), issuerName(certs[0])))
+	}
+	return fail(TLSError, err)
+}
+
+// insecureSignature is the first certificate of the chain the server sent
+// whose issuer signed it with SHA-1 or MD5 (x509.InsecureAlgorithmError);
+// a self-signed root's own signature is never checked.
+func insecureSignature(certs []*x509.Certificate) *x509.Certificate {
+	for _, c := range certs {
+		if bytes.Equal(c.RawIssuer, c.RawSubject) {
+			continue
+		}
+		switch c.SignatureAlgorithm {
+		case x509.SHA1WithRSA, x509.DSAWithSHA1, x509.ECDSAWithSHA1, x509.MD5WithRSA, x509.MD2WithRSA:
+			return c
+		}
+	}
+	return nil
+}
+
+// certRole names c by its Common Name and its place in the chain.
+func certRole(certs []*x509.Certificate, c *x509.Certificate) string {
+	role := "the root"
+	for i, sent := range certs {
+		if sent.Equal(c) {
+			role = "an intermediate"
+			if i == 0 {
+				role = "the leaf"
+			}
+		}
+	}
+	name := c.Subject.CommonName
+	if name == "" {
+		name = c.Subject.String()
+	}
+	return fmt.Sprintf("%q (%s)", name, role)
+}
+
+// longestLived is the chain whose earliest expiry is the latest: the one
+// a client keeps using longest. Verify returns only chains valid now.
+func longestLived(chains [][]*x509.Certificate) []*x509.Certificate {
+	var best []*x509.Certificate
+	for _, c := range chains {
+		if best == nil || earliestExpiry(c, nil).After(earliestExpiry(best, nil)) {
+			best = c
+		}
+	}
+	return best
+}
+
+// earliestExpiry is the earliest NotAfter of a verified chain; of the
+// leaf alone when none verified. An extra certificate the server sends
+// beside the chain (an expired cross-sign) does not count.
+func earliestExpiry(chain []*x509.Certificate, leaf *x509.Certificate) time.Time {
+	if len(chain) == 0 {
+		return leaf.NotAfter
+	}
+	t := chain[0].NotAfter
+	for _, c := range chain[1:] {
+		if c.NotAfter.Before(t) {
+			t = c.NotAfter
+		}
+	}
+	return t
+}
+
+// The TLS alerts the verdicts tell apart (RFC 8446 §6).
+const (
+	alertHandshakeFailure = 40
+	alertProtocolVersion  = 70
+)
+
+// classifyTLS names a handshake failure from the error and from what the
+// server sent before it (wire); min is the lowest version offered.
+func classifyTLS(err error, wire *wireConn, min uint16) *Error {
 	alert, isAlert := remoteAlert(err)
+	closed := endedByPeer(err)
 	switch {
 	case isTimeout(err):
+		if wire.received > 0 {
+			return fail(TLSTimeout, fmt.Errorf("handshake stalled after %d bytes from the server: %w", wire.received, err))
+		}
 		return fail(TLSTimeout, fmt.Errorf("handshake stalled: %w", err))
-	case isReset(err), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return fail(TLSReset, fmt.Errorf("connection closed after the ClientHello: %w", err))
+	case wire.certRequested && (isAlert || closed):
+		return fail(TLSClientCertRequired, fmt.Errorf("the server asked for a client certificate and, when none came, %s: %w", howEnded(isAlert), err))
+	case closed && wire.received == 0:
+		return fail(TLSReset, fmt.Errorf("connection closed after the ClientHello, before any answer: %w", err))
+	case closed:
+		return fail(TLSHandshakeFailed, fmt.Errorf("the server closed the connection after %d bytes of its handshake, without an alert: %w", wire.received, err))
 	case isAlert && alert == alertProtocolVersion:
 		return fail(TLSVersionUnsupported, err)
+	case wire.version != 0 && wire.version < min:
+		return fail(TLSVersionUnsupported, fmt.Errorf("the server chose TLS %s, below the minimum %s: %w", TLSVersionName(wire.version), TLSVersionName(min), err))
+	case isAlert && alert == alertHandshakeFailure && wire.version == 0:
+		return fail(TLSHandshakeFailed, fmt.Errorf("no cipher suite in common; the server may offer only suites Go does not implement (DHE, CCM, Camellia, ...), which the agents' SChannel may still speak: %w", err))
 	case isAlert:
 		return fail(TLSHandshakeFailed, err)
 	}
 	return fail(TLSError, err)
 }
 
-const alertProtocolVersion = 70
+func howEnded(alert bool) string {
+	if alert {
+		return "sent an alert"
+	}
+	return "closed the connection"
+}
+
+// endedByPeer reports a connection the peer closed or reset.
+func endedByPeer(err error) bool {
+	return isReset(err) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
 
 // remoteAlert returns the TLS alert the peer sent. crypto/tls reports a
 // received alert as a *net.OpError "remote error" around its unexported
@@ -177,38 +321,79 @@ func remoteAlert(err error) (uint8, bool) {
 	return 0, false
 }
 
+// sweepVerdict is what one handshake of the sweep learned of its version.
+type sweepVerdict uint8
+
+const (
+	versionUnknown  sweepVerdict = iota // a timeout, or a failure that says nothing of the version
+	versionAccepted                     // the server chose it in its ServerHello
+	versionRejected                     // a protocol_version alert, or a ServerHello with another version
+	versionSilent                       // closed or reset before any byte: a rejection if others pass
+)
+
 // sweep tries each TLS version alone, in parallel, each handshake over its
-// own connection and with its own timeout.
+// own connection and with its own timeout. A version is true when the
+// server chose it, false when the server rejected it on the wire, and
+// absent when unknown.
 func (tp *tlsProber) sweep(ctx context.Context, timeout time.Duration, dial func(context.Context) (net.Conn, *Error)) map[uint16]bool {
-	accepted := make(map[uint16]bool, len(TLSVersions))
-	var mu sync.Mutex
+	verdicts := make([]sweepVerdict, len(TLSVersions))
 	var wg sync.WaitGroup
-	for _, v := range TLSVersions {
-		spawn(ctx, &wg, func() {
-			ok := tp.try(ctx, timeout, v, dial)
-			mu.Lock()
-			accepted[v] = ok
-			mu.Unlock()
-		})
+	for i, v := range TLSVersions {
+		spawn(ctx, &wg, func() { verdicts[i] = tp.try(ctx, timeout, v, dial) })
 	}
 	wg.Wait()
+	return sweepResult(verdicts)
+}
+
+// sweepResult turns the verdicts into the sweep's map. A connection closed
+// without a word is a rejection only when another version got through:
+// a server or filter that closes every ClientHello says nothing of
+// versions.
+func sweepResult(verdicts []sweepVerdict) map[uint16]bool {
+	someAccepted := slices.Contains(verdicts, versionAccepted)
+	accepted := make(map[uint16]bool, len(verdicts))
+	for i, vd := range verdicts {
+		switch {
+		case vd == versionAccepted:
+			accepted[TLSVersions[i]] = true
+		case vd == versionRejected, vd == versionSilent && someAccepted:
+			accepted[TLSVersions[i]] = false
+		}
+	}
 	return accepted
 }
 
-func (tp *tlsProber) try(ctx context.Context, timeout time.Duration, v uint16, dial func(context.Context) (net.Conn, *Error)) bool {
+func (tp *tlsProber) try(ctx context.Context, timeout time.Duration, v uint16, dial func(context.Context) (net.Conn, *Error)) sweepVerdict {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	conn, ferr := dial(ctx)
 	if ferr != nil {
-		return false
+		return versionUnknown
 	}
 	defer conn.Close()
-	conf := tp.conf.Clone()
-	conf.MinVersion, conf.MaxVersion = v, v
-	if v < tls.VersionTLS12 {
-		conf.CipherSuites = allSuites()
+	_, wire, err := clientHandshake(ctx, conn, tp.sweeps[v])
+	return judgeVersion(v, wire, err)
+}
+
+// judgeVersion is the verdict on version v from one handshake offering
+// only v: err is its outcome, wire what the server sent.
+func judgeVersion(v uint16, wire *wireConn, err error) sweepVerdict {
+	alert, isAlert := remoteAlert(err)
+	switch {
+	case err == nil || wire.version == v:
+		// A server that then demands a client certificate, or fails
+		// later, still accepted the version.
+		return versionAccepted
+	case wire.version != 0:
+		return versionRejected
+	case isTimeout(err):
+		return versionUnknown
+	case isAlert && alert == alertProtocolVersion:
+		return versionRejected
+	case endedByPeer(err) && wire.received == 0:
+		return versionSilent
 	}
-	return tls.Client(conn, conf).HandshakeContext(ctx) == nil
+	return versionUnknown
 }
 
 func issuerName(c *x509.Certificate) string {

@@ -198,6 +198,7 @@ func (d *daemon) probeNow(ctx context.Context, key string) (probe.Result, bool) 
 func (d *daemon) reload() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.logger.Info("reloading the config", "file", d.configFile)
 	cfg, err := configs.Load(d.configFile, d.loadOpts)
 	if err != nil {
 		d.state.Failed(err)
@@ -219,6 +220,7 @@ func (d *daemon) apply(cfg *configs.Config) {
 	d.warnings.Store(&warnings)
 	probers := probe.Build(cfg, userAgent())
 	exporter.Sync(d.store, probers)
+	d.store.SetStageHistograms(cfg.Metrics.StageHistograms)
 	byKey := make(map[string]*probe.Prober, len(probers))
 	jobs := make([]probe.Job, len(probers))
 	for i, p := range probers {

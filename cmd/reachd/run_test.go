@@ -106,7 +106,15 @@ func TestReloadNeverBlocksSignals(t *testing.T) {
 				t.Fatalf("the daemon stopped:\n%s", log)
 			}
 			writeFile(t, dir, "reachd.toml", proxyConfig(fifo))
+			reloading := log.arrived(`msg="reloading the config"`)
 			sig <- syscall.SIGHUP
+			// Once the reload reads the FIFO, the cleanup's writer can
+			// release it; a reload never started would leave it waiting.
+			select {
+			case <-reloading:
+			case <-done:
+				t.Fatalf("the daemon stopped:\n%s", log)
+			}
 			if tt.timeout != time.Hour {
 				select {
 				case <-log.arrived("reading " + fifo + " timed out after 100ms"):

@@ -20,6 +20,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/tls"
 	"crypto/x509"
@@ -50,11 +51,48 @@ type CA struct {
 	chain [][]byte
 }
 
+// CertOption changes a certificate that a CA makes: Issue, NewCA,
+// NewIntermediate, CrossSign.
+type CertOption func(*certOptions)
+
+type certOptions struct {
+	rsa, sha1, cnOnly   bool
+	notBefore, notAfter time.Time // zero: the default (CAs only; Issue takes its own)
+}
+
+func certOpts(opts []CertOption) certOptions {
+	var o certOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// RSAKey gives the certificate an RSA 2048 key instead of ECDSA P-256: a
+// server needs one for the RSA key exchange suites (TLS_RSA_WITH_*).
+func RSAKey() CertOption { return func(o *certOptions) { o.rsa = true } }
+
+// SHA1Signature makes the issuer sign the certificate with SHA-1
+// (ECDSA-SHA1 or SHA1-RSA, by the issuer's key), which Go no longer verifies.
+func SHA1Signature() CertOption { return func(o *certOptions) { o.sha1 = true } }
+
+// CommonNameOnly puts the first host only in the subject Common Name, with
+// no subject alternative names: Go rejects such a certificate ("relies on
+// legacy Common Name field").
+func CommonNameOnly() CertOption { return func(o *certOptions) { o.cnOnly = true } }
+
+// Valid sets the validity of a CA certificate (NewCA, NewIntermediate,
+// CrossSign), for an expired intermediate or cross-sign. Issue takes its
+// validity as arguments.
+func Valid(notBefore, notAfter time.Time) CertOption {
+	return func(o *certOptions) { o.notBefore, o.notAfter = notBefore, notAfter }
+}
+
 // NewCA returns a self-signed root CA named commonName, valid from an hour
-// ago for ten years.
-func NewCA(t testing.TB, commonName string) *CA {
+// ago for ten years unless Valid says otherwise.
+func NewCA(t testing.TB, commonName string, opts ...CertOption) *CA {
 	t.Helper()
-	ca, err := newCA(nil, commonName)
+	ca, err := newCA(nil, commonName, certOpts(opts))
 	if err != nil {
 		t.Fatalf("probetest: new CA %q: %v", commonName, err)
 	}
@@ -65,9 +103,9 @@ func NewCA(t testing.TB, commonName string) *CA {
 // Certificates it issues carry the chain up to, but not including, the
 // root, so a client that trusts only the root (ca.Pool of the root)
 // verifies them.
-func (ca *CA) NewIntermediate(t testing.TB, commonName string) *CA {
+func (ca *CA) NewIntermediate(t testing.TB, commonName string, opts ...CertOption) *CA {
 	t.Helper()
-	sub, err := newCA(ca, commonName)
+	sub, err := newCA(ca, commonName, certOpts(opts))
 	if err != nil {
 		t.Fatalf("probetest: new intermediate CA %q: %v", commonName, err)
 	}
@@ -96,10 +134,11 @@ func (ca *CA) WritePEM(t testing.TB) string {
 // notBefore to notAfter. Hosts that parse as IP addresses become IP
 // subject alternative names, the others DNS names; the first host is also
 // the subject common name. The certificate chain is the leaf followed by
-// ca's intermediates (none for a root), and Leaf is set.
-func (ca *CA) Issue(t testing.TB, hosts []string, notBefore, notAfter time.Time) tls.Certificate {
+// ca's intermediates (none for a root), and Leaf is set. opts change the
+// key, the signature or the names.
+func (ca *CA) Issue(t testing.TB, hosts []string, notBefore, notAfter time.Time, opts ...CertOption) tls.Certificate {
 	t.Helper()
-	cert, err := ca.issue(hosts, notBefore, notAfter)
+	cert, err := ca.issue(hosts, notBefore, notAfter, opts...)
 	if err != nil {
 		t.Fatalf("probetest: issue certificate for %q: %v", hosts, err)
 	}
@@ -108,10 +147,11 @@ func (ca *CA) Issue(t testing.TB, hosts []string, notBefore, notAfter time.Time)
 
 // issue is Issue without a test, for goroutines such as the intercepting
 // proxy, which must not call t.Fatalf.
-func (ca *CA) issue(hosts []string, notBefore, notAfter time.Time) (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+func (ca *CA) issue(hosts []string, notBefore, notAfter time.Time, opts ...CertOption) (tls.Certificate, error) {
+	o := certOpts(opts)
+	key, err := newKey(o)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("generate key: %w", err)
+		return tls.Certificate{}, err
 	}
 	serial, err := serialNumber()
 	if err != nil {
@@ -129,7 +169,14 @@ func (ca *CA) issue(hosts []string, notBefore, notAfter time.Time) (tls.Certific
 	if len(hosts) > 0 {
 		tmpl.Subject.CommonName = hosts[0]
 	}
+	tmpl.SignatureAlgorithm = ca.signatureAlgorithm(o)
+	if o.rsa {
+		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment // RSA key exchange
+	}
 	for _, h := range hosts {
+		if o.cnOnly {
+			break
+		}
 		if ip := net.ParseIP(h); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
 		} else {
@@ -148,36 +195,96 @@ func (ca *CA) issue(hosts []string, notBefore, notAfter time.Time) (tls.Certific
 	return tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf}, nil
 }
 
-// newCA returns a CA named commonName signed by parent, or self-signed
-// when parent is nil.
-func newCA(parent *CA, commonName string) (*CA, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// CrossSign returns a certificate for sub (its name and key) signed by ca,
+// valid from an hour ago for ten years unless Valid says otherwise: a
+// cross-sign, such as the ISRG Root X1 that DST Root CA X3 signed.
+func (ca *CA) CrossSign(t testing.TB, sub *CA, opts ...CertOption) *x509.Certificate {
+	t.Helper()
+	o := certOpts(opts)
+	tmpl, err := caTemplate(sub.Cert.Subject, sub.Key.Public(), o)
+	if err == nil {
+		tmpl.SignatureAlgorithm = ca.signatureAlgorithm(o)
+		var der []byte
+		if der, err = x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, sub.Key.Public(), ca.Key); err == nil {
+			var cert *x509.Certificate
+			if cert, err = x509.ParseCertificate(der); err == nil {
+				return cert
+			}
+		}
+	}
+	t.Fatalf("probetest: cross-sign %q by %q: %v", sub.Cert.Subject.CommonName, ca.Cert.Subject.CommonName, err)
+	return nil
+}
+
+// signatureAlgorithm is what ca signs with: the default for its key, or
+// SHA-1 when o asks for it.
+func (ca *CA) signatureAlgorithm(o certOptions) x509.SignatureAlgorithm {
+	if !o.sha1 {
+		return x509.UnknownSignatureAlgorithm
+	}
+	if _, ok := ca.Key.(*rsa.PrivateKey); ok {
+		return x509.SHA1WithRSA
+	}
+	return x509.ECDSAWithSHA1
+}
+
+func newKey(o certOptions) (crypto.Signer, error) {
+	var key crypto.Signer
+	var err error
+	if o.rsa {
+		key, err = rsa.GenerateKey(rand.Reader, 2048)
+	} else {
+		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("generate key: %w", err)
 	}
+	return key, nil
+}
+
+// caTemplate is the certificate of a CA named subject with key pub.
+func caTemplate(subject pkix.Name, pub crypto.PublicKey, o certOptions) (*x509.Certificate, error) {
 	serial, err := serialNumber()
 	if err != nil {
 		return nil, err
 	}
-	pub, err := x509.MarshalPKIXPublicKey(key.Public())
+	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
 		return nil, fmt.Errorf("marshal public key: %w", err)
 	}
-	skid := sha1.Sum(pub)
+	skid := sha1.Sum(der)
 	now := time.Now()
-	tmpl := &x509.Certificate{
+	notBefore, notAfter := now.Add(-time.Hour), now.AddDate(10, 0, 0)
+	if !o.notAfter.IsZero() {
+		notBefore, notAfter = o.notBefore, o.notAfter
+	}
+	return &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: commonName, Organization: []string{"reachd probetest"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.AddDate(10, 0, 0),
+		Subject:               subject,
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		SubjectKeyId:          skid[:],
+	}, nil
+}
+
+// newCA returns a CA named commonName signed by parent, or self-signed
+// when parent is nil.
+func newCA(parent *CA, commonName string, o certOptions) (*CA, error) {
+	key, err := newKey(o)
+	if err != nil {
+		return nil, err
 	}
-	signerCert, signerKey := tmpl, crypto.Signer(key)
+	tmpl, err := caTemplate(pkix.Name{CommonName: commonName, Organization: []string{"reachd probetest"}}, key.Public(), o)
+	if err != nil {
+		return nil, err
+	}
+	signerCert, signerKey := tmpl, key
 	if parent != nil {
 		signerCert, signerKey = parent.Cert, parent.Key
+		tmpl.SignatureAlgorithm = parent.signatureAlgorithm(o)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, signerCert, key.Public(), signerKey)
 	if err != nil {

@@ -43,6 +43,8 @@ type tlsOptions struct {
 	hosts                  []string
 	handler                http.Handler
 	suites                 []uint16
+	clientAuth             tls.ClientAuthType
+	certOpts               []CertOption
 }
 
 // TLSVersions sets the lowest and highest TLS version the server accepts,
@@ -82,6 +84,20 @@ func CipherSuites(ids ...uint16) TLSOption {
 	return func(o *tlsOptions) { o.suites = ids }
 }
 
+// ClientAuth sets the server's policy for client certificates, such as
+// tls.RequireAnyClientCert (the handshake fails without one) or
+// tls.RequestClientCert (it asks, and goes on without one). Certificates
+// the server verifies must come from its CA (s.CA).
+func ClientAuth(a tls.ClientAuthType) TLSOption {
+	return func(o *tlsOptions) { o.clientAuth = a }
+}
+
+// CertOptions applies opts to the default certificate: RSAKey for a server
+// that offers only RSA key exchange suites, SHA1Signature, CommonNameOnly.
+func CertOptions(opts ...CertOption) TLSOption {
+	return func(o *tlsOptions) { o.certOpts = append(o.certOpts, opts...) }
+}
+
 // NewTLSServer starts an HTTPS server on 127.0.0.1:0 and closes it when the
 // test ends. By default it presents a certificate for localhost and
 // 127.0.0.1 issued by a new CA (s.CA), valid from an hour ago for 90 days.
@@ -109,7 +125,7 @@ func NewTLSServer(t testing.TB, opts ...TLSOption) *TLSServer {
 		}
 	} else {
 		now := time.Now()
-		cert = ca.Issue(t, o.hosts, now.Add(-time.Hour), now.Add(90*24*time.Hour))
+		cert = ca.Issue(t, o.hosts, now.Add(-time.Hour), now.Add(90*24*time.Hour), o.certOpts...)
 	}
 	cfg := &tls.Config{
 		Certificates: []tls.Certificate{cert},
@@ -117,6 +133,8 @@ func NewTLSServer(t testing.TB, opts ...TLSOption) *TLSServer {
 		MaxVersion:   o.maxVersion,
 		CipherSuites: o.suites,
 		NextProtos:   []string{"http/1.1"},
+		ClientAuth:   o.clientAuth,
+		ClientCAs:    ca.Pool(),
 	}
 	srv, err := startServer(o.handler, cfg)
 	if err != nil {
