@@ -44,7 +44,7 @@ func (s *Server) probeNow(w http.ResponseWriter, r *http.Request) {
 		ids := s.targetIDs(target)
 		switch len(ids) {
 		case 0:
-			http.Error(w, "no configured target named "+strconv.Quote(target)+" (see "+s.external+"/api/v1/targets)", http.StatusNotFound)
+			http.Error(w, "no configured probe of target "+strconv.Quote(target)+": no configured target has this name (see "+s.external+"/api/v1/targets)", http.StatusNotFound)
 			return
 		case 1:
 			target = ids[0]

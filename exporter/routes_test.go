@@ -19,7 +19,7 @@ func TestProbeBareTargetName(t *testing.T) {
 	if code != 200 || !strings.Contains(body, `reachd_probe_success{host="api.reachd.test",path="direct",port="443",region="jp",target="api",vendor="acme"} 1`) {
 		t.Errorf("bare name: %d\n%s", code, body)
 	}
-	if code, body := ps.get("/probe?target=nope"); code != 404 || !strings.Contains(body, `no configured target named "nope"`) {
+	if code, body := ps.get("/probe?target=nope"); code != 404 || !strings.Contains(body, `no configured probe of target "nope": no configured target has this name`) {
 		t.Errorf("unknown bare name: %d %s", code, body)
 	}
 	twin := pageTarget("zeta", "eu", "api", "direct")
