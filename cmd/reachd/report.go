@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/reachd/reachd/exporter"
 	"github.com/reachd/reachd/probe"
 	"github.com/reachd/reachd/targets"
 )
@@ -338,6 +339,15 @@ func writeTextSummary(w io.Writer, c palette, results []*probe.Result) {
 		line = c.ok(line)
 	}
 	fmt.Fprintf(w, "\n%s\n", c.bold(line))
+	for _, note := range exporter.AuthExemptions(results) {
+		for i, l := range wrapText(note, 88) {
+			label := "agents: "
+			if i > 0 {
+				label = "        "
+			}
+			fmt.Fprintf(w, "  %s%s\n", c.warn(label), l)
+		}
+	}
 	if paths := pathCounts(results); len(paths) > 1 {
 		var parts []string
 		for _, p := range paths {
@@ -447,6 +457,9 @@ func writeMarkdown(w io.Writer, m reportMeta, results []*probe.Result) {
 			parts = append(parts, fmt.Sprintf("%d × `%s` (%s)", rc.N, rc.Reason, mdCell(failingNames(results, rc.Reason, 5))))
 		}
 		fmt.Fprintf(w, "| failures | %s |\n", strings.Join(parts, ", "))
+	}
+	for _, note := range exporter.AuthExemptions(results) {
+		fmt.Fprintf(w, "| agents | %s |\n", mdCell(note))
 	}
 	okMark, failMark := "OK", "FAIL"
 	if m.Emoji {
