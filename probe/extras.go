@@ -3,9 +3,9 @@ package probe
 import (
 	"context"
 	"fmt"
-	"strings"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
