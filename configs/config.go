@@ -8,12 +8,12 @@ package configs
 import (
 	"crypto/x509"
 	_ "embed"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/reachd/reachd/internal/tomlpos"
@@ -42,6 +42,9 @@ var (
 	MinTraceInterval     = time.Minute
 )
 
+// MaxTLSSweepInterval bounds tls_sweep_interval.
+const MaxTLSSweepInterval = 30 * 24 * time.Hour
+
 // Config is a loaded, validated daemon config.
 type Config struct {
 	File      string // where it came from (DefaultName for the embedded one)
@@ -58,6 +61,20 @@ type Config struct {
 	// local [[target]]s, with daemon defaults applied: Interval, Timeout
 	// and TLSMinVersion are set and Paths lists the paths to probe over.
 	Targets []targets.Target
+	// Files are the catalog files [[use]] picked, in [[use]] order: where
+	// their targets come from (source) and when that was checked.
+	Files []*targets.File
+}
+
+// CatalogFile returns the catalog file a target of the config comes from; nil
+// for a local [[target]].
+func (c *Config) CatalogFile(t targets.Target) *targets.File {
+	for _, f := range c.Files {
+		if f.Vendor == t.Vendor && f.Region == t.Region {
+			return f
+		}
+	}
+	return nil
 }
 
 // Metrics is the [metrics] table: what /metrics exports beyond the
@@ -152,7 +169,18 @@ type Options struct {
 	HostsFile  string                                     // default /etc/hosts
 	LookupEnv  func(key string) (string, bool)            // default os.LookupEnv
 	Catalog    func(dir string) (*targets.Catalog, error) // default targets.Load
+	// FileTimeout bounds the read of each file the config names
+	// (password and CA files): a hung mount or a FIFO fails the load
+	// instead of blocking it. Default DefaultFileTimeout.
+	FileTimeout time.Duration
+	// SkipSecrets leaves password_file and password_env unread: for
+	// listing what a config probes (reachd targets) where its secrets
+	// are not readable.
+	SkipSecrets bool
 }
+
+// DefaultFileTimeout is how long a load waits for one file it names.
+const DefaultFileTimeout = 5 * time.Second
 
 func (o Options) withDefaults() Options {
 	if o.ResolvConf == "" {
@@ -166,6 +194,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Catalog == nil {
 		o.Catalog = targets.Load
+	}
+	if o.FileTimeout <= 0 {
+		o.FileTimeout = DefaultFileTimeout
 	}
 	return o
 }
@@ -194,7 +225,7 @@ func Parse(name string, data []byte, dir string, opts Options) (*Config, error) 
 	}
 	l := &loader{name: name, dir: dir, ix: ix, opts: opts, errs: []error{err}}
 	cfg := l.build(&s)
-	if err := errors.Join(l.errs...); err != nil {
+	if err := targets.JoinSorted(l.errs...); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -235,7 +266,7 @@ func (l *loader) build(s *spec) *Config {
 	cfg.Trust = Trust{CAFiles: s.Trust.CAFiles}
 	cfg.Metrics = Metrics{StageHistograms: s.Metrics.StageHistograms}
 	for i, f := range s.Trust.CAFiles {
-		certs, err := readCerts(l.file(f))
+		certs, err := l.readCerts(l.file(f))
 		if err != nil {
 			l.bad(fmt.Sprintf("trust.ca_files.%d", i), "trust.ca_files", "%v", err)
 		}
@@ -248,16 +279,16 @@ func (l *loader) build(s *spec) *Config {
 
 func (l *loader) defaults(d defaultsSpec) Defaults {
 	out := Defaults{Interval: DefaultInterval, Timeout: DefaultTimeout, TLSSweepInterval: DefaultTLSSweepInterval, Concurrency: DefaultConcurrency, TraceInterval: DefaultTraceInterval}
-	duration := func(key, v string, into *time.Duration) {
-		if d, err := targets.ParseDuration(v); err != nil {
+	duration := func(key, v string, into *time.Duration, lo, hi time.Duration) {
+		if d, err := targets.ParseBounded(v, lo, hi); err != nil {
 			l.bad("defaults."+key, "defaults."+key, "%v", err)
 		} else if d > 0 {
 			*into = d
 		}
 	}
-	duration("interval", d.Interval, &out.Interval)
-	duration("timeout", d.Timeout, &out.Timeout)
-	duration("tls_sweep_interval", d.TLSSweepInterval, &out.TLSSweepInterval)
+	duration("interval", d.Interval, &out.Interval, targets.MinInterval, targets.MaxInterval)
+	duration("timeout", d.Timeout, &out.Timeout, targets.MinTimeout, targets.MaxInterval)
+	duration("tls_sweep_interval", d.TLSSweepInterval, &out.TLSSweepInterval, targets.MinInterval, MaxTLSSweepInterval)
 	l.traceInterval(d.TraceInterval, &out.TraceInterval)
 	v, err := targets.ParseTLSVersion(cmpOr(d.TLSMinVersion, DefaultTLSMinVersion))
 	if err != nil {
@@ -278,22 +309,15 @@ func (l *loader) defaults(d defaultsSpec) Defaults {
 }
 
 // traceInterval reads defaults.trace_interval: "0" turns the path trace
-// off, anything else must be at least MinTraceInterval.
+// off; anything else is MinTraceInterval to MaxTLSSweepInterval.
 func (l *loader) traceInterval(v string, into *time.Duration) {
-	if v == "" {
-		return
-	}
 	if v == "0" {
 		*into = 0
 		return
 	}
-	d, err := targets.ParseDuration(v)
-	switch {
-	case err != nil:
+	if d, err := targets.ParseBounded(v, MinTraceInterval, MaxTLSSweepInterval); err != nil {
 		l.bad("defaults.trace_interval", "defaults.trace_interval", "%v (or \"0\" for no path trace)", err)
-	case d < MinTraceInterval:
-		l.bad("defaults.trace_interval", "defaults.trace_interval", "%s is shorter than %s (or \"0\" for no path trace)", d, MinTraceInterval)
-	default:
+	} else if d > 0 {
 		*into = d
 	}
 }
@@ -317,7 +341,9 @@ func (l *loader) resolvers(specs []resolverSpec) []Resolver {
 		if res.Protocol != "udp" && res.Protocol != "tcp" {
 			l.bad(key+".protocol", "resolver.protocol", "%q must be udp or tcp", r.Protocol)
 		}
-		if len(r.Servers) == 0 {
+		if r.Servers != nil && len(r.Servers) == 0 {
+			l.bad(key+".servers", "resolver.servers", "empty: list IP[:port] servers, or leave servers out for %s", l.opts.ResolvConf)
+		} else if len(r.Servers) == 0 {
 			cc, servers, err := systemServers(l.opts.ResolvConf)
 			if err != nil {
 				l.bad(key, "resolver.servers", "none given and %v", err)
@@ -360,7 +386,7 @@ func (l *loader) targets(s *spec, cfg *Config) []targets.Target {
 		}
 		for _, p := range paths {
 			if !slices.Contains(pathNames, p) {
-				l.bad(key, "paths", "unknown path %q (defined: %v)", p, pathNames)
+				l.bad(key, "paths", "unknown path %q (defined: %s)", p, strings.Join(pathNames, ", "))
 			}
 		}
 		return paths
@@ -411,17 +437,24 @@ func (l *loader) targets(s *spec, cfg *Config) []targets.Target {
 			key := fmt.Sprintf("use.%d", i)
 			f := cat.File(u.Vendor, u.Region)
 			switch {
+			case u.Vendor == "":
+				l.bad(key, "use.vendor", "missing (catalog: %s)", cat.Vendors())
+				continue
+			case u.Region == "" && len(cat.Regions(u.Vendor)) > 0:
+				l.bad(key, "use.region", "missing (vendor %q has: %s)", u.Vendor, strings.Join(cat.Regions(u.Vendor), ", "))
+				continue
 			case f == nil && len(cat.Regions(u.Vendor)) == 0:
 				l.bad(key+".vendor", "use.vendor", "unknown vendor %q (catalog: %s)", u.Vendor, cat.Vendors())
 				continue
 			case f == nil:
-				l.bad(key+".region", "use.region", "vendor %q has no region %q (catalog: %v)", u.Vendor, u.Region, cat.Regions(u.Vendor))
+				l.bad(key+".region", "use.region", "vendor %q has no region %q (it has: %s)", u.Vendor, u.Region, strings.Join(cat.Regions(u.Vendor), ", "))
 				continue
 			case used[u.Vendor+"/"+u.Region]:
 				l.bad(key, "use", "%s/%s is used twice", u.Vendor, u.Region)
 				continue
 			}
 			used[u.Vendor+"/"+u.Region] = true
+			cfg.Files = append(cfg.Files, f)
 			paths := checkPaths(key+".paths", u.Paths)
 			for _, t := range f.Targets {
 				if t.Paths == nil {
@@ -430,7 +463,7 @@ func (l *loader) targets(s *spec, cfg *Config) []targets.Target {
 					// A catalog file may name paths; this config must define them.
 					for _, p := range t.Paths {
 						if !slices.Contains(pathNames, p) {
-							l.bad(key, "use", "target %q (%s) names path %q, which this config does not define (defined: %v)", t.Name, t.Pos, p, pathNames)
+							l.bad(key, "use", "target %q (%s) names path %q, which this config does not define (defined: %s)", t.Name, t.Pos, p, strings.Join(pathNames, ", "))
 						}
 					}
 					if len(t.Paths) == 0 {
@@ -446,6 +479,16 @@ func (l *loader) targets(s *spec, cfg *Config) []targets.Target {
 		key := targets.FieldPath("target", i, "")
 		at := func(field string) string { return l.ix.At(l.name, targets.FieldPath("target", i, field)) }
 		t, errs := ts.Resolve(targets.Defaults{}, cmpOr(ts.Vendor, "local"), cmpOr(ts.Region, "local"), at)
+		if ts.Vendor != "" {
+			if err := targets.ValidVendor(ts.Vendor); err != nil {
+				errs = append(errs, fmt.Errorf("%s: target %q: vendor: %v", at("vendor"), ts.Name, err))
+			}
+		}
+		if ts.Region != "" {
+			if err := targets.ValidRegion(ts.Region); err != nil {
+				errs = append(errs, fmt.Errorf("%s: target %q: region: %v", at("region"), ts.Name, err))
+			}
+		}
 		l.errs = append(l.errs, errs...)
 		if len(errs) > 0 {
 			continue

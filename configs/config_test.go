@@ -49,7 +49,7 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown vendor", "[[use]]\nvendor = \"nobody\"\nregion = \"jp\"\n", []string{`:2: use.vendor: unknown vendor "nobody"`}},
 		{"unknown region", "[[use]]\nvendor = \"trendmicro-visionone\"\nregion = \"mars\"\n", []string{`:3: use.region: vendor "trendmicro-visionone" has no region "mars"`}},
 		{"timeout over interval", "[defaults]\ninterval = \"5s\"\ntimeout = \"10s\"\n", []string{`:3: defaults.timeout: 10s is longer than the interval 5s`}},
-		{"bad resolver", "[[resolver]]\nname = \"corp\"\nservers = [\"\"]\nprotocol = \"quic\"\n", []string{`:3: resolver.servers: "" is not a host:port`, `:4: resolver.protocol: "quic" must be udp or tcp`}},
+		{"bad resolver", "[[resolver]]\nname = \"corp\"\nservers = [\"\"]\nprotocol = \"quic\"\n", []string{`:3: resolver.servers: "" is not an IP address or IP:port`, `:4: resolver.protocol: "quic" must be udp or tcp`}},
 		{"syntax", "site = \n", []string{`:1: `}},
 		{"key in another case", "SITE = \"x\"\n[[target]]\nname = \"a\"\nhost = \"a.reachd.test\"\nPort = 1\n", []string{`:1: unknown key "SITE" (keys are lowercase)`, `:5: unknown key "target.Port" (keys are lowercase)`}},
 		{"unparsable environment proxy", "[[path]]\nname = \"env\"\nproxy = \"environment\"\n", []string{`:3: path.proxy: environment: HTTPS_PROXY is not a proxy URL`}},

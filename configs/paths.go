@@ -5,10 +5,13 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -53,11 +56,19 @@ func (l *loader) path(key string, ps pathSpec) Path {
 		p.Environment = true
 		p.ProxyEnv = ProxyEnv{HTTPSProxy: l.env("HTTPS_PROXY"), HTTPProxy: l.env("HTTP_PROXY"), NoProxy: l.env("NO_PROXY")}
 		// httpproxy ignores a proxy it cannot parse and sends every target
-		// direct; say so at load instead.
-		for name, v := range map[string]string{"HTTPS_PROXY": p.ProxyEnv.HTTPSProxy, "HTTP_PROXY": p.ProxyEnv.HTTPProxy} {
-			if v != "" && !parsableProxy(v) {
-				l.bad(key+".proxy", "path.proxy", "environment: %s is not a proxy URL", name)
+		// direct, and hands a socks5:// one to code that speaks HTTP to it;
+		// say so at load instead.
+		for _, e := range []struct{ name, v string }{{"HTTPS_PROXY", p.ProxyEnv.HTTPSProxy}, {"HTTP_PROXY", p.ProxyEnv.HTTPProxy}} {
+			if e.v == "" {
+				continue
 			}
+			if err := envProxyProblem(e.v); err != nil {
+				l.bad(key+".proxy", "path.proxy", "environment: %s %v", e.name, err)
+			}
+		}
+		if p.ProxyEnv.HTTPSProxy == "" && p.ProxyEnv.HTTPProxy == "" {
+			l.warn = append(l.warn, fmt.Sprintf("%s: path %q: proxy = \"environment\", but neither HTTPS_PROXY nor HTTP_PROXY (nor https_proxy, http_proxy) is set: every target on this path goes direct",
+				l.ix.At(l.name, key+".proxy"), ps.Name))
 		}
 	default:
 		u, err := url.Parse(ps.Proxy)
@@ -66,6 +77,8 @@ func (l *loader) path(key string, ps pathSpec) Path {
 			l.bad(key+".proxy", "path.proxy", "not a proxy URL such as http://proxy.example:8080")
 		case u.Scheme != "http" && u.Scheme != "https":
 			l.bad(key+".proxy", "path.proxy", "scheme %q: use http:// or https://", u.Scheme)
+		case badPort(u.Port()):
+			l.bad(key+".proxy", "path.proxy", "%s: port %s out of range 1-65535", u.Redacted(), u.Port())
 		case u.User != nil:
 			l.bad(key+".proxy", "path.proxy", "%s carries credentials: use username and password_file or password_env", u.Redacted())
 		case u.Path != "" && u.Path != "/" || u.RawQuery != "":
@@ -88,16 +101,20 @@ func (l *loader) path(key string, ps pathSpec) Path {
 	switch {
 	case ps.PasswordFile != "" && ps.PasswordEnv != "":
 		l.bad(key+".password_env", "path.password_env", "set password_file or password_env, not both")
+	case l.opts.SkipSecrets:
 	case ps.PasswordFile != "":
 		file := l.file(ps.PasswordFile)
-		data, err := os.ReadFile(file)
-		if err != nil {
+		data, mode, err := l.readFile(file)
+		switch {
+		case err != nil:
 			l.bad(key+".password_file", "path.password_file", "%v", err)
+		case strings.TrimSpace(string(data)) == "":
+			l.bad(key+".password_file", "path.password_file", "%s is empty", file)
 		}
 		p.Password = strings.TrimSpace(string(data))
-		if fi, err := os.Stat(file); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		if err == nil && mode.Perm()&0o077 != 0 {
 			l.warn = append(l.warn, fmt.Sprintf("%s: path.password_file: %s can be read by group or others (mode %04o): chmod 600 it",
-				l.ix.At(l.name, key+".password_file"), file, fi.Mode().Perm()))
+				l.ix.At(l.name, key+".password_file"), file, mode.Perm()))
 		}
 	case ps.PasswordEnv != "":
 		v, ok := l.opts.LookupEnv(ps.PasswordEnv)
@@ -110,8 +127,13 @@ func (l *loader) path(key string, ps pathSpec) Path {
 		l.bad(key, "path.username", "missing: a password is set without a username")
 	}
 	l.auth(key, ps, &p)
+	// Basic authentication sends user:password; a ':' in the user name
+	// would move the split.
+	if p.Auth == AuthBasic && strings.Contains(p.Username, ":") {
+		l.bad(key+".username", "path.username", "%q holds a ':', which Basic authentication cannot carry", p.Username)
+	}
 	if ps.CAFile != "" {
-		certs, err := readCerts(p.CAFile)
+		certs, err := l.readCerts(p.CAFile)
 		if err != nil {
 			l.bad(key+".ca_file", "path.ca_file", "%v", err)
 		}
@@ -159,17 +181,51 @@ func (l *loader) auth(key string, ps pathSpec, p *Path) {
 	}
 }
 
+// env reads a proxy variable as httpproxy.FromEnvironment does: the
+// upper-case name, then the lower-case one, the first that is not empty.
 func (l *loader) env(key string) string {
-	if v, ok := l.opts.LookupEnv(key); ok {
-		return v
+	for _, k := range []string{key, strings.ToLower(key)} {
+		if v, _ := l.opts.LookupEnv(k); v != "" {
+			return v
+		}
 	}
-	v, _ := l.opts.LookupEnv(strings.ToLower(key))
-	return v
+	return ""
+}
+
+// readFile reads a file the config names, giving up after
+// Options.FileTimeout: a password file on a hung mount (or a FIFO nobody
+// writes) fails the load with a named error instead of blocking it. The
+// read itself goes on in the background until the file answers.
+func (l *loader) readFile(file string) ([]byte, os.FileMode, error) {
+	type result struct {
+		data []byte
+		mode os.FileMode
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		data, err := os.ReadFile(file)
+		var mode os.FileMode
+		if err == nil {
+			if fi, serr := os.Stat(file); serr == nil {
+				mode = fi.Mode()
+			}
+		}
+		done <- result{data, mode, err}
+	}()
+	timer := time.NewTimer(l.opts.FileTimeout)
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		return r.data, r.mode, r.err
+	case <-timer.C:
+		return nil, 0, fmt.Errorf("reading %s timed out after %s (a hung network mount, or a FIFO nobody writes?)", file, l.opts.FileTimeout)
+	}
 }
 
 // readCerts reads every certificate of a PEM file.
-func readCerts(file string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(file)
+func (l *loader) readCerts(file string) ([]*x509.Certificate, error) {
+	data, _, err := l.readFile(file)
 	if err != nil {
 		return nil, err
 	}
@@ -212,26 +268,46 @@ func systemServers(resolvConf string) (*dns.ClientConfig, []string, error) {
 	return cc, out, nil
 }
 
-// serverAddr accepts "host", "host:port" and "[v6]:port"; port 53 by default.
+// serverAddr accepts "IP", "IP:port" and "[v6]:port"; port 53 by default.
+// A name is refused: resolving the resolver would need a resolver.
 func serverAddr(s string) (string, error) {
-	if host, port, err := net.SplitHostPort(s); err == nil {
-		if host == "" || port == "" {
-			return "", fmt.Errorf("%q is not a host:port", s)
-		}
-		return s, nil
+	host, port := strings.Trim(s, "[]"), "53"
+	if h, p, err := net.SplitHostPort(s); err == nil {
+		host, port = h, p
 	}
-	if strings.Contains(s, " ") || s == "" {
-		return "", fmt.Errorf("%q is not a host:port", s)
+	if _, err := netip.ParseAddr(host); err != nil {
+		return "", fmt.Errorf("%q is not an IP address or IP:port", s)
 	}
-	return net.JoinHostPort(strings.Trim(s, "[]"), "53"), nil
+	if badPort(port) {
+		return "", fmt.Errorf("%q: port %q out of range 1-65535", s, port)
+	}
+	return net.JoinHostPort(host, port), nil
 }
 
-// parsableProxy accepts what httpproxy accepts: a URL with a scheme and a
-// host, or a bare host[:port] taken as http://.
-func parsableProxy(v string) bool {
-	if u, err := url.Parse(v); err == nil && u.Scheme != "" && u.Host != "" {
-		return true
+// badPort reports whether a URL's or an address's port, when given, is not
+// a number from 1 to 65535.
+func badPort(port string) bool {
+	if port == "" {
+		return false
 	}
-	u, err := url.Parse("http://" + v)
-	return err == nil && u.Host != ""
+	n, err := strconv.Atoi(port)
+	return err != nil || n < 1 || n > 65535
+}
+
+// envProxyProblem says what is wrong with a proxy variable's value, parsed
+// as httpproxy parses it (a bare host[:port] is http://), or nil.
+func envProxyProblem(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		if u, err = url.Parse("http://" + v); err != nil || u.Host == "" {
+			return fmt.Errorf("is not a proxy URL")
+		}
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%s: scheme %q: reachd speaks to http:// and https:// proxies only", u.Redacted(), u.Scheme)
+	case badPort(u.Port()):
+		return fmt.Errorf("%s: port %s out of range 1-65535", u.Redacted(), u.Port())
+	}
+	return nil
 }

@@ -24,7 +24,7 @@ func TestTraceInterval(t *testing.T) {
 		}
 	}
 	for body, want := range map[string]string{
-		"[defaults]\ntrace_interval = \"10s\"\n": `:2: defaults.trace_interval: 10s is shorter than 1m0s`,
+		"[defaults]\ntrace_interval = \"10s\"\n": `:2: defaults.trace_interval: "10s" is outside 1m to 720h (or "0" for no path trace)`,
 		"[defaults]\ntrace_interval = \"x\"\n":   `:2: defaults.trace_interval: "x" is not a duration`,
 	} {
 		file := writeConfig(t, body)

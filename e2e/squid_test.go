@@ -434,6 +434,9 @@ func TestSquidPaths(t *testing.T) {
 		`(?m)^\s*FAIL\s+auth-none\b.*proxy_auth_required`,
 		`(?m)^\s*OK\s+bump-ca\b.*issuer "Squid Bump CA".*INTERCEPTED`,
 		`(?m)^\s*FAIL\s+bump\b.*tls_untrusted_ca`,
+		// The agent's view: the same squid refuses the path without
+		// credentials and lets the one with them through.
+		`(?m)^\s*agents: proxy http://127\.0\.0\.1:\d+ lets 1 target\(s\) through only with credentials`,
 	} {
 		if !regexp.MustCompile(re).MatchString(text) {
 			t.Errorf("text report lacks %s\n%s", re, text)

@@ -587,7 +587,7 @@ func statusPageAPI(t *testing.T, d *daemon, config string) {
 	defer cancel()
 	code, md, stderr := runReachd(t, ctx, nil, "check", "--config.file", config, "--format", "markdown", "--vendor", "acme")
 	if err := contains(md, "## reachd check: ", "| site | osaka-branch |", "| filters | --vendor acme |",
-		"| acme/jp | good | `good.reachd.test:", "| corp-proxy | ❌ proxy: `proxy_auth_required` |",
+		"| acme/jp | good | `good.reachd.test:", "| corp-proxy | FAIL proxy: `proxy_auth_required` |",
 		"#### acme/jp/rogue via direct: `tls_untrusted_ca`", "- **hint:** ", "Rogue Inspection CA"); code != 1 || err != nil {
 		t.Errorf("check --format markdown (exit %d): %v\n%s%s", code, err, md, stderr)
 	}

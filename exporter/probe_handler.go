@@ -3,7 +3,9 @@ package exporter
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,7 +28,8 @@ const ProbeConcurrency = 4
 // answer arrives before Prometheus gives up.
 const scrapeTimeoutMargin = 500 * time.Millisecond
 
-// probeNow serves /probe?target=vendor/region/name[&path=name]: it runs
+// probeNow serves /probe?target=vendor/region/name[&path=name] (or the
+// bare name when only one target has it): it runs
 // that configured probe now and answers its metrics, blackbox-exporter
 // style. Only configured probes run: the parameters select one, they never
 // name a host, so /probe cannot be used to reach anything else.
@@ -36,6 +39,19 @@ func (s *Server) probeNow(w http.ResponseWriter, r *http.Request) {
 	if target == "" {
 		http.Error(w, "missing the target parameter: /probe?target=<vendor>/<region>/<name>[&path=<path>] (see /api/v1/targets)", http.StatusBadRequest)
 		return
+	}
+	if !strings.Contains(target, "/") { // a bare name, as reachd check --target takes
+		ids := s.targetIDs(target)
+		switch len(ids) {
+		case 0:
+			http.Error(w, "no configured probe of target "+strconv.Quote(target)+": no configured target has this name (see "+s.external+"/api/v1/targets)", http.StatusNotFound)
+			return
+		case 1:
+			target = ids[0]
+		default:
+			http.Error(w, "target name "+strconv.Quote(target)+" is ambiguous: it names "+strings.Join(ids, ", ")+"; give vendor/region/name", http.StatusBadRequest)
+			return
+		}
 	}
 	key, ok := s.store.probeKey(target, q.Get("path"))
 	if !ok || s.probe == nil {
@@ -65,6 +81,17 @@ func (s *Server) probeNow(w http.ResponseWriter, r *http.Request) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(NewCollector(storeOf(key, res), s.state, nil))
 	promhttp.HandlerFor(probeGatherer{reg}, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+}
+
+// targetIDs are the vendor/region/name of the configured targets named name.
+func (s *Server) targetIDs(name string) []string {
+	var ids []string
+	for _, p := range s.store.Probes() {
+		if id := p.Vendor + "/" + p.Region + "/" + p.Target; p.Target == name && !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 func pathNote(path string) string {

@@ -66,3 +66,22 @@ func TestReplacedProberLateResultDropped(t *testing.T) {
 		t.Error("the new prober's result was dropped")
 	}
 }
+
+// TestStoreOfKeepsVersionedResult: /probe's throwaway store keeps the
+// result it was made for, whatever prober version the result carries (the
+// late-result check must not drop it).
+func TestStoreOfKeepsVersionedResult(t *testing.T) {
+	p := fake("a")
+	r := okResult(p)
+	r.Version = "v7"
+	s := storeOf(p.Key(), r)
+	n := 0
+	s.Range(func(e *Entry) {
+		if e.Last != nil {
+			n++
+		}
+	})
+	if n != 1 {
+		t.Errorf("%d results in the /probe store, want 1", n)
+	}
+}

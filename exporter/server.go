@@ -28,6 +28,8 @@ type Server struct {
 	registry  *prometheus.Registry
 	probe     ProbeFunc
 	probeSem  chan struct{}
+	prefix    string // route prefix without the trailing slash: "" or "/reachd"
+	external  string // the path the browser sees for the prefix, without the trailing slash
 }
 
 // ServerOptions configure a Server.
@@ -42,6 +44,14 @@ type ServerOptions struct {
 	// answers 404.
 	Probe  ProbeFunc
 	Logger *slog.Logger
+	// RoutePrefix is where the endpoints are served (--web.route-prefix):
+	// "/reachd" serves /reachd/metrics, /reachd/ and so on; "" or "/"
+	// serves them at the root.
+	RoutePrefix string
+	// ExternalURL is the path under which browsers reach reachd through a
+	// reverse proxy (the path of --web.external-url); redirects point there.
+	// Empty: RoutePrefix.
+	ExternalURL string
 }
 
 // NewServer returns the server of a store and daemon state.
@@ -53,15 +63,38 @@ func NewServer(store *Store, state *State, o ServerOptions) *Server {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	prefix := strings.TrimSuffix(o.RoutePrefix, "/")
+	external := prefix
+	if o.ExternalURL != "" {
+		external = strings.TrimSuffix(o.ExternalURL, "/")
+	}
 	return &Server{store: store, state: state, reload: o.Reload, lifecycle: o.Lifecycle, logger: o.Logger, registry: reg,
-		probe: o.Probe, probeSem: make(chan struct{}, ProbeConcurrency)}
+		probe: o.Probe, probeSem: make(chan struct{}, ProbeConcurrency), prefix: prefix, external: external}
 }
 
 // Registry is the private registry behind /metrics.
 func (s *Server) Registry() *prometheus.Registry { return s.registry }
 
-// Handler routes every endpoint.
+// Handler routes every endpoint, under the route prefix. The status page
+// links relatively ("metrics", "api/v1/results"), so that it works under
+// any prefix; the prefix without its slash redirects to the page.
 func (s *Server) Handler() http.Handler {
+	h := s.routes()
+	if s.prefix == "" {
+		return h
+	}
+	outer := http.NewServeMux()
+	outer.Handle(s.prefix+"/", http.StripPrefix(s.prefix, h))
+	outer.HandleFunc("GET "+s.prefix+"", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, s.external+"/", http.StatusFound)
+	})
+	outer.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, s.external+"/", http.StatusFound)
+	})
+	return outer
+}
+
+func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", s.metrics)
 	mux.HandleFunc("GET /{$}", s.status)

@@ -73,7 +73,7 @@ type oneProbe struct {
 }
 
 func (o oneProbe) Key() string             { return o.key }
-func (o oneProbe) Version() string         { return "" }
+func (o oneProbe) Version() string         { return o.r.Version }
 func (o oneProbe) Target() *targets.Target { return o.r.Target }
 func (o oneProbe) Path() string            { return o.r.Path }
 

@@ -385,6 +385,13 @@ func pageWarnings(probes []probeView, st StateView, config []string, now time.Ti
 	out = append(out, resolverWarnings(probes)...)
 	out = append(out, dnsWarnings(probes)...)
 	out = append(out, interceptWarnings(probes)...)
+	results := make([]*probe.Result, 0, len(probes))
+	for _, p := range probes {
+		results = append(results, p.Last)
+	}
+	for _, w := range AuthExemptions(results) {
+		out = append(out, pageWarning{Kind: "proxy-auth", Bad: true, Text: w})
+	}
 	return out
 }
 

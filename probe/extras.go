@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
@@ -119,7 +120,26 @@ func (s *sweep) run(ctx context.Context, r *Result, rt route) {
 	r.TLS.Accepted = accepted
 	if r.Err != nil && r.Err.Stage == StageTLS && onlyBelow(accepted, s.min) {
 		r.Err = fail(TLSVersionUnsupported, fmt.Errorf("the server accepts only TLS versions below %s: %w", TLSVersionName(s.min), r.Err.Err))
+	} else if r.Err != nil && r.Err.Reason == TLSVersionUnsupported {
+		if below := undecidedBelow(accepted, s.min); below != "" {
+			r.Err = fail(TLSVersionUnsupported, fmt.Errorf("%w; TLS %s could not be judged: the handshake at that version failed for another reason than the version, "+
+				"most often no cipher suite in common (the server may offer only suites Go does not implement, such as DHE, which the agents' SChannel may still speak)", r.Err.Err, below))
+		}
 	}
+}
+
+// undecidedBelow names the versions below min that the sweep could not
+// decide, when no version at or above min was accepted: "1.0 and 1.1".
+func undecidedBelow(accepted map[uint16]bool, min uint16) string {
+	var names []string
+	for _, v := range TLSVersions {
+		if ok, known := accepted[v]; v >= min && ok {
+			return ""
+		} else if v < min && !known {
+			names = append(names, TLSVersionName(v))
+		}
+	}
+	return strings.Join(names, " and ")
 }
 
 // onlyBelow reports whether some version below min was accepted and none

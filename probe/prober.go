@@ -203,6 +203,9 @@ func (p *Prober) Path() string { return p.path }
 func (p *Prober) Probe(ctx context.Context) Result {
 	base, g := withGuard(ctx)
 	r := Result{Target: &p.target, Path: p.path, Start: time.Now(), Version: p.version}
+	if p.proxy != nil {
+		r.Proxy, r.ProxyAuth = p.proxy.display, p.proxy.auth != nil
+	}
 	rt := p.runStages(base, &r)
 	rt.fetch, rt.run = p.fetch, base
 	p.runExtras(base, &r, rt)

@@ -31,6 +31,11 @@ type Result struct {
 	// Panic is the stack of a panic recovered during the run (Err then
 	// has reason internal); the daemon logs it. Never shown on pages.
 	Panic []byte
+	// Proxy is the explicit proxy the path went through (credentials
+	// never included), "" for direct, environment and pac paths; ProxyAuth
+	// says whether the path authenticates to it.
+	Proxy     string
+	ProxyAuth bool
 }
 
 // Success reports whether every stage passed.

@@ -175,7 +175,15 @@ func (s *Scheduler) runOnce(js *jobState) {
 	next := nextSlot(js.planned, js.phase, js.job.Interval)
 	if now := time.Now(); !next.After(now) {
 		missed := nextSlot(now, js.phase, js.job.Interval)
-		s.skipped.Add(uint64(missed.Sub(next) / js.job.Interval))
+		// A slot is skipped when it comes a whole interval or more after
+		// the run's own slot and passes while the run is still going. The
+		// first run is off the phase (within FirstRunWithin of the start):
+		// the phase slot just after it is no skip, only the schedule
+		// settling onto its phase.
+		owed := nextSlot(js.planned.Add(js.job.Interval-1), js.phase, js.job.Interval) // first slot >= planned+interval
+		if !owed.After(now) {
+			s.skipped.Add(uint64(missed.Sub(owed) / js.job.Interval))
+		}
 		next = missed
 	}
 	js.planned = next

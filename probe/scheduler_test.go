@@ -200,3 +200,32 @@ func TestSchedulerStopCancelsRunsInFlight(t *testing.T) {
 		}
 	})
 }
+
+// Issue 12: with a 15 s interval and 6 s runs nothing is ever skipped,
+// though each first run, off its phase, ends after the phase slot that
+// follows it (the old count said 3 twenty seconds after the start).
+func TestSchedulerCountsOnlyRealSkips(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var rec recorder
+		s := NewScheduler(100)
+		var jobs []Job
+		for i := range 40 {
+			jobs = append(jobs, rec.job(fmt.Sprintf("job-%02d", i), 15*time.Second, func(ctx context.Context) { time.Sleep(6 * time.Second) }))
+		}
+		s.Update(jobs, 100)
+		time.Sleep(20 * time.Second)
+		if got := s.Stats().Skipped; got != 0 {
+			t.Errorf("skipped %d twenty seconds after the start, want 0", got)
+		}
+		time.Sleep(10 * time.Minute)
+		if got := s.Stats().Skipped; got != 0 {
+			t.Errorf("skipped %d after ten minutes, want 0", got)
+		}
+		s.Stop()
+		for _, j := range jobs {
+			if n := len(rec.times(j.Key)); n < 40 {
+				t.Errorf("%s ran %d times in 10m20s at 15s, want 40 or more", j.Key, n)
+			}
+		}
+	})
+}

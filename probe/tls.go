@@ -393,6 +393,13 @@ func judgeVersion(v uint16, wire *wireConn, err error) sweepVerdict {
 		return versionUnknown
 	case isAlert && alert == alertProtocolVersion:
 		return versionRejected
+	case isAlert && alert == alertHandshakeFailure && v == tls.VersionTLS13:
+		// A TLS 1.3 ClientHello offers every 1.3 suite and group Go has,
+		// the mandatory TLS_AES_128_GCM_SHA256 and X25519/P-256 among them
+		// (RFC 8446 §9.1): no cipher can be missing, so a handshake_failure
+		// before any ServerHello is a server that does not speak 1.3
+		// (GnuTLS and mbedTLS answer so where OpenSSL sends protocol_version).
+		return versionRejected
 	case endedByPeer(err) && wire.received == 0:
 		return versionSilent
 	}

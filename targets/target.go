@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -81,7 +82,7 @@ type Spec struct {
 	Region        string    `toml:"region"` // daemon config only
 	Name          string    `toml:"name"`
 	Host          string    `toml:"host"`
-	Port          int       `toml:"port"`
+	Port          *int      `toml:"port"` // nil: the file's default, then 443
 	Purpose       string    `toml:"purpose"`
 	Checks        []string  `toml:"checks"`
 	Paths         []string  `toml:"paths"`
@@ -104,7 +105,7 @@ type HTTPSpec struct {
 // Defaults is the [defaults] table of a target file: values every
 // [[target]] in the file inherits unless it sets its own.
 type Defaults struct {
-	Port          int      `toml:"port"`
+	Port          *int     `toml:"port"`
 	Checks        []string `toml:"checks"`
 	Paths         []string `toml:"paths"`
 	TLSMinVersion string   `toml:"tls_min_version"`
@@ -134,13 +135,18 @@ func (s Spec) Resolve(d Defaults, vendor, region string, at Locator) (Target, []
 		bad("host", "%v", err)
 	}
 
-	t.Port = firstNonZero(s.Port, d.Port, 443)
-	if t.Port < 1 || t.Port > 65535 {
-		field := "port"
-		if s.Port == 0 {
-			field = "defaults.port"
+	t.Port = 443
+	switch {
+	case s.Port != nil:
+		t.Port = *s.Port
+		if t.Port < 1 || t.Port > 65535 {
+			bad("port", "%d out of range 1-65535", t.Port)
 		}
-		bad(field, "%d out of range 1-65535", t.Port)
+	case d.Port != nil:
+		t.Port = *d.Port
+		if t.Port < 1 || t.Port > 65535 {
+			bad("defaults.port", "%d out of range 1-65535", t.Port)
+		}
 	}
 
 	checks := s.Checks
@@ -151,7 +157,9 @@ func (s Spec) Resolve(d Defaults, vendor, region string, at Locator) (Target, []
 		checks = AllChecks
 	}
 	var err error
-	if t.Checks, err = normalizeChecks(checks); err != nil {
+	_, ipErr := netip.ParseAddr(s.Host)
+	ipHost := ipErr == nil
+	if t.Checks, err = normalizeChecks(checks, ipHost); err != nil {
 		bad("checks", "%v", err)
 	}
 
@@ -162,10 +170,10 @@ func (s Spec) Resolve(d Defaults, vendor, region string, at Locator) (Target, []
 	if t.TLSMinVersion, err = ParseTLSVersion(firstNonEmpty(s.TLSMinVersion, d.TLSMinVersion)); err != nil {
 		bad("tls_min_version", "%v", err)
 	}
-	if t.Interval, err = ParseDuration(firstNonEmpty(s.Interval, d.Interval)); err != nil {
+	if t.Interval, err = ParseInterval(firstNonEmpty(s.Interval, d.Interval)); err != nil {
 		bad("interval", "%v", err)
 	}
-	if t.Timeout, err = ParseDuration(firstNonEmpty(s.Timeout, d.Timeout)); err != nil {
+	if t.Timeout, err = ParseTimeout(firstNonEmpty(s.Timeout, d.Timeout)); err != nil {
 		bad("timeout", "%v", err)
 	}
 	if t.Interval > 0 && t.Timeout > t.Interval {
@@ -184,9 +192,12 @@ func (s Spec) Resolve(d Defaults, vendor, region string, at Locator) (Target, []
 
 	t.HTTP.Path = "/"
 	if h := s.HTTP; h != nil {
+		if t.Checks != nil && !t.Has(CheckHTTP) {
+			bad("http", "set, but checks %s has no http: add \"http\" to checks or remove the http table", strings.Join(t.Checks, ", "))
+		}
 		if h.Path != "" {
-			if !strings.HasPrefix(h.Path, "/") {
-				bad("http.path", "%q must start with /", h.Path)
+			if err := ValidRequestPath(h.Path); err != nil {
+				bad("http.path", "%v", err)
 			}
 			t.HTTP.Path = h.Path
 		}
@@ -201,6 +212,12 @@ func (s Spec) Resolve(d Defaults, vendor, region string, at Locator) (Target, []
 				bad("http.expect_body", "%v", err)
 			}
 		}
+	}
+	if s.PinIssuer != "" && t.Checks != nil && !t.Has(CheckTLS) {
+		bad("pin_issuer", "set, but checks %s has no tls: the issuer is only seen in the TLS handshake", strings.Join(t.Checks, ", "))
+	}
+	if len(s.ExpectCIDRs) > 0 && ipHost {
+		bad("expect_cidrs", "set, but host %s is an IP address: nothing is resolved, so no answer can fall outside", s.Host)
 	}
 	for _, c := range s.ExpectCIDRs {
 		p, err := netip.ParsePrefix(c)
@@ -253,7 +270,20 @@ func validLabel(l string) bool {
 	return true
 }
 
-func normalizeChecks(in []string) ([]string, error) {
+// validChecks are the check sets a target may ask for (DESIGN §4): a
+// prefix of dns → tcp → tls → http, or dns → tcp → http for plain HTTP.
+var validChecks = [][]string{
+	{CheckDNS},
+	{CheckDNS, CheckTCP},
+	{CheckDNS, CheckTCP, CheckTLS},
+	{CheckDNS, CheckTCP, CheckTLS, CheckHTTP},
+	{CheckDNS, CheckTCP, CheckHTTP},
+}
+
+// normalizeChecks puts the checks in stage order and refuses a set that
+// skips a stage a later one needs. An IP host resolves nothing: it may
+// leave dns out, and dns alone would check nothing.
+func normalizeChecks(in []string, ipHost bool) ([]string, error) {
 	if len(in) == 0 {
 		return nil, fmt.Errorf("empty: name at least one of %s", strings.Join(AllChecks, ", "))
 	}
@@ -269,9 +299,39 @@ func normalizeChecks(in []string) ([]string, error) {
 		}
 	}
 	if len(out) != len(in) {
-		return nil, fmt.Errorf("%q names a check twice", in)
+		return nil, fmt.Errorf("%s names a check twice", strings.Join(in, ", "))
 	}
-	return out, nil
+	if ipHost && slices.Equal(out, []string{CheckDNS}) {
+		return nil, fmt.Errorf("only dns, but the host is an IP address: there is nothing to resolve; add tcp")
+	}
+	want := out
+	if ipHost && out[0] != CheckDNS {
+		want = append([]string{CheckDNS}, out...)
+	}
+	for _, v := range validChecks {
+		if slices.Equal(want, v) {
+			return out, nil
+		}
+	}
+	return nil, fmt.Errorf("%s skips a stage: checks are dns, tcp, tls, http in that order, each needing the ones before it (http without tls for plain HTTP)", strings.Join(out, ", "))
+}
+
+// ValidRequestPath reports why p cannot be sent as the path of an HTTP
+// request: it must start with / and hold no space or control character
+// (a CR or LF would inject headers).
+func ValidRequestPath(p string) error {
+	if !strings.HasPrefix(p, "/") {
+		return fmt.Errorf("%q must start with /", p)
+	}
+	for _, c := range p {
+		if c <= ' ' || c == 0x7f {
+			return fmt.Errorf("%q holds a space or a control character: percent-encode it", p)
+		}
+	}
+	if _, err := url.ParseRequestURI(p); err != nil {
+		return fmt.Errorf("%q is not a request path", p)
+	}
+	return nil
 }
 
 // TLS versions by their configuration names.
@@ -310,13 +370,43 @@ func ParseDuration(s string) (time.Duration, error) {
 	return d, nil
 }
 
-func firstNonZero(v ...int) int {
-	for _, x := range v {
-		if x != 0 {
-			return x
-		}
+// Bounds of intervals and timeouts: below them a typo ("1ms") floods the
+// network, above them ("2200000h") the schedule's arithmetic overflows.
+const (
+	MinInterval = time.Second
+	MaxInterval = 24 * time.Hour
+	MinTimeout  = 100 * time.Millisecond
+)
+
+// ParseBounded parses a duration as ParseDuration does and requires it
+// within [lo, hi]; the empty string gives 0 (inherit).
+func ParseBounded(s string, lo, hi time.Duration) (time.Duration, error) {
+	d, err := ParseDuration(s)
+	if err != nil || d == 0 {
+		return d, err
 	}
-	return 0
+	if d < lo || d > hi {
+		return 0, fmt.Errorf("%q is outside %s to %s", s, shortDuration(lo), shortDuration(hi))
+	}
+	return d, nil
+}
+
+// ParseInterval parses a probe interval: 1s to 24h.
+func ParseInterval(s string) (time.Duration, error) { return ParseBounded(s, MinInterval, MaxInterval) }
+
+// ParseTimeout parses a probe timeout: 100ms to 24h.
+func ParseTimeout(s string) (time.Duration, error) { return ParseBounded(s, MinTimeout, MaxInterval) }
+
+// shortDuration writes 24h as "24h", not "24h0m0s".
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }
 
 func firstNonEmpty(v ...string) string {

@@ -59,16 +59,19 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 	runCmd.Flag("config.file", "reachd config file; none: the embedded default, which probes the real vendor endpoints.").StringVar(&ro.configFile)
 	ro.web = kingpinflag.AddFlags(runCmd, defaultAddr)
 	runCmd.Flag("web.enable-lifecycle", "Allow reloading through POST /-/reload.").BoolVar(&ro.lifecycle)
+	runCmd.Flag("web.external-url", "The URL under which reachd is reached through a reverse proxy (https://proxy.example/reachd/); redirects point there, and the route prefix defaults to its path.").StringVar(&ro.routes.externalURL)
+	runCmd.Flag("web.route-prefix", "Prefix of every endpoint (/reachd serves /reachd/metrics). Default: the path of --web.external-url, else /.").StringVar(&ro.routes.prefix)
 
 	checkCmd := app.Command("check", "Probe once, print a report and exit: 0 all passed, 1 some failed, 2 usage or config error.")
 	var co checkOptions
 	checkCmd.Flag("config.file", "reachd config file; none: the embedded default.").StringVar(&co.configFile)
-	checkCmd.Flag("format", "Output format: text (colour on a terminal unless NO_COLOR is set), json (as /api/v1/results), or markdown (for a vendor support ticket).").Default("text").EnumVar(&co.format, "text", "json", "markdown")
+	checkCmd.Flag("format", "Output format: text (colour on a terminal unless NO_COLOR is set), json (as /api/v1/results), markdown (plain, for a vendor support ticket), or chat (markdown with ✅/❌ for a chat tool).").Default("text").EnumVar(&co.format, "text", "json", "markdown", "chat")
+	checkCmd.Flag("failed", "Show only the probes that failed; the summary still counts all.").BoolVar(&co.failed)
 	checkCmd.Flag("target", "Only targets of this name (or vendor/region/name).").StringVar(&co.target)
 	checkCmd.Flag("vendor", "Only targets of this vendor.").StringVar(&co.vendor)
 	checkCmd.Flag("region", "Only targets of this region.").StringVar(&co.region)
 	checkCmd.Flag("path", "Only this path.").StringVar(&co.path)
-	checkCmd.Flag("host", "Ad hoc: probe HOST[:PORT] (port 443) instead of the config's targets.").StringVar(&co.host)
+	checkCmd.Flag("host", "Ad hoc: probe HOST[:PORT] (port 443), or a URL (https://host/path, http://host for plain HTTP), instead of the config's targets.").StringVar(&co.host)
 	checkCmd.Flag("proxy", "Ad hoc: go through this http:// or https:// proxy.").StringVar(&co.proxy)
 	checkCmd.Flag("proxy-user", "Ad hoc: proxy username; the password comes from $REACHD_PROXY_PASSWORD.").StringVar(&co.proxyUser)
 	checkCmd.Flag("resolver", "Ad hoc: DNS server ADDR[:PORT] instead of /etc/resolv.conf.").StringVar(&co.resolver)
@@ -81,11 +84,12 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 	validateCmd.Flag("config.file", "reachd config file; none: the embedded default.").StringVar(&vo.configFile)
 	validateCmd.Flag("catalog.dir", "Also validate the target files in this directory.").StringVar(&vo.catalogDir)
 
-	targetsCmd := app.Command("targets", "List the vendor catalog.")
+	targetsCmd := app.Command("targets", "List what a config probes, per path, as the allow-list a firewall or proxy team needs; without a config, the vendor catalog.")
 	var to targetsOptions
+	targetsCmd.Flag("config.file", "List what this config probes, one row per target and path, with the proxy each path goes through.").StringVar(&to.configFile)
 	targetsCmd.Flag("vendor", "Only this vendor.").StringVar(&to.vendor)
-	targetsCmd.Flag("region", "Only this region.").StringVar(&to.region)
-	targetsCmd.Flag("format", "Output format.").Default("text").EnumVar(&to.format, "text", "json")
+	targetsCmd.Flag("region", "Only this region (any case).").StringVar(&to.region)
+	targetsCmd.Flag("format", "Output format: table, json or csv.").Default("table").EnumVar(&to.format, "table", "text", "json", "csv")
 	targetsCmd.Flag("catalog.dir", "Directory of target files that extend or override the embedded catalog.").StringVar(&to.catalogDir)
 
 	versionCmd := app.Command("version", "Print the version.")

@@ -2,13 +2,16 @@ package main
 
 import (
 	"cmp"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"os"
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
+	"github.com/reachd/reachd/exporter"
 	"github.com/reachd/reachd/probe"
 	"github.com/reachd/reachd/targets"
 )
@@ -20,6 +23,86 @@ type reportMeta struct {
 	Version string // "1.2.3 (revision abc1234, go1.26.8)"
 	Config  string // the config file, or what stands for it
 	Filters string // the command's filters as flags; "" for none
+	// Paths say, per path, which proxy it uses and how that was chosen;
+	// Resolvers, per resolver, its servers: what a vendor's support asks.
+	Paths     []pathInfo
+	Resolvers []string // "corp: 10.1.1.53:53, 10.1.1.54:53 (udp)"
+	Warnings  []string // the config's
+	// FailedOnly shows only the failing probes (--failed); the summary
+	// still counts them all.
+	FailedOnly bool
+	// Emoji marks results with ✅ and ❌: markdown for a chat tool, not for
+	// a ticket system.
+	Emoji bool
+}
+
+// pathInfo is one path as a report describes it.
+type pathInfo struct {
+	Name  string
+	Proxy string // redacted URL, or "none"
+	How   string // how the proxy was chosen
+}
+
+func (p pathInfo) String() string {
+	if p.How == "" {
+		return p.Name + ": " + p.Proxy
+	}
+	return p.Name + ": " + p.Proxy + " (" + p.How + ")"
+}
+
+// expiringWithin is how soon a certificate's expiry is worth a line.
+const expiringWithin = 30 * 24 * time.Hour
+
+// expiry says when the leaf certificate of a result expires, if that is
+// within expiringWithin of now: "certificate expires 2026-12-01 (in 9 days)".
+func expiry(r *probe.Result, now time.Time) string {
+	if r.TLS == nil || r.TLS.NotAfter.IsZero() {
+		return ""
+	}
+	left := r.TLS.NotAfter.Sub(now)
+	switch {
+	case left > expiringWithin:
+		return ""
+	case left <= 0:
+		return "certificate expired " + r.TLS.NotAfter.UTC().Format(time.DateOnly)
+	}
+	days := int(left.Hours() / 24)
+	return fmt.Sprintf("certificate expires %s (in %d days)", r.TLS.NotAfter.UTC().Format(time.DateOnly), days)
+}
+
+// shown are the results the report lists row by row.
+func (m reportMeta) shown(results []*probe.Result) []*probe.Result {
+	if !m.FailedOnly {
+		return results
+	}
+	var out []*probe.Result
+	for _, r := range results {
+		if !r.Success() {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// probeName names a probe in a summary: "acme/jp/api via corp-proxy".
+func probeName(r *probe.Result) string { return r.Target.ID() + " via " + r.Path }
+
+// failingNames lists the failing probes of a reason, at most max of them.
+func failingNames(results []*probe.Result, reason probe.Reason, limit int) string {
+	var names []string
+	n := 0
+	for _, r := range results {
+		if !r.Success() && r.Err.Reason == reason {
+			if n < limit {
+				names = append(names, probeName(r))
+			}
+			n++
+		}
+	}
+	if n > limit {
+		names = append(names, fmt.Sprintf("and %d more", n-limit))
+	}
+	return strings.Join(names, ", ")
 }
 
 // reportGroup is one vendor and region, as the status page groups them.
@@ -130,14 +213,31 @@ func (p palette) dim(s string) string  { return p.wrap("2", s) }
 func writeText(w io.Writer, m reportMeta, results []*probe.Result, color bool) {
 	c := palette{on: color}
 	fmt.Fprintf(w, "%s · site %s · %s · reachd %s\n", c.bold("reachd check"), c.bold(m.Site), m.Started.UTC().Format(time.RFC3339), m.Version)
+	if m.Config != "" {
+		fmt.Fprintf(w, "config: %s\n", m.Config)
+	}
 	if m.Filters != "" {
 		fmt.Fprintf(w, "filters: %s\n", m.Filters)
+	}
+	for _, p := range m.Paths {
+		fmt.Fprintf(w, "path %s\n", p)
+	}
+	for _, r := range m.Resolvers {
+		fmt.Fprintf(w, "resolver %s\n", r)
+	}
+	for _, warn := range m.Warnings {
+		fmt.Fprintf(w, "%s %s\n", c.warn("warning:"), warn)
 	}
 	pathWidth, nameWidth := 0, 0
 	for _, r := range results {
 		pathWidth, nameWidth = max(pathWidth, len(r.Path)), max(nameWidth, len(r.Target.Name))
 	}
-	for _, g := range groupResults(results) {
+	if m.FailedOnly {
+		if failed, _ := failureCounts(results); failed == 0 {
+			fmt.Fprintf(w, "\n%s\n", c.ok("nothing failed (--failed shows only failures)"))
+		}
+	}
+	for _, g := range groupResults(m.shown(results)) {
 		var probes, failed int
 		for _, t := range g.Targets {
 			for _, r := range t.Results {
@@ -155,7 +255,7 @@ func writeText(w io.Writer, m reportMeta, results []*probe.Result, color bool) {
 		for _, t := range g.Targets {
 			fmt.Fprintf(w, "  %s  %s\n", c.bold(pad(t.Target.Name, nameWidth)), c.dim(t.Target.Address()))
 			for _, r := range t.Results {
-				writeTextResult(w, c, r, pathWidth)
+				writeTextResult(w, c, r, pathWidth, m.Started)
 			}
 		}
 	}
@@ -165,7 +265,7 @@ func writeText(w io.Writer, m reportMeta, results []*probe.Result, color bool) {
 // The column where a result's outcome starts, after "    FAIL  path  12ms  ".
 func outcomeIndent(pathWidth int) string { return strings.Repeat(" ", 4+4+2+pathWidth+2+7+2) }
 
-func writeTextResult(w io.Writer, c palette, r *probe.Result, pathWidth int) {
+func writeTextResult(w io.Writer, c palette, r *probe.Result, pathWidth int, now time.Time) {
 	state := c.ok("OK  ")
 	if !r.Success() {
 		state = c.bad("FAIL")
@@ -175,13 +275,20 @@ func writeTextResult(w io.Writer, c palette, r *probe.Result, pathWidth int) {
 	defer writeTextExtras(w, c, r, indent) // trace and revocation (report_extras.go), after the PAC
 	defer writeTextPAC(w, c, r, indent)
 	if r.Success() {
-		fmt.Fprintln(w, passedSummary(c, r))
+		line := passedSummary(c, r)
+		if e := expiry(r, now); e != "" {
+			line += c.warn(" — " + e)
+		}
+		fmt.Fprintln(w, line)
 		return
 	}
 	fmt.Fprintf(w, "failed at %s: %s\n", r.Err.Stage, c.bad(string(r.Err.Reason)))
 	if r.Err.Err != nil {
 		detail := strings.ReplaceAll(r.Err.Err.Error(), "\n", "\n"+indent+"        ")
 		fmt.Fprintf(w, "%s%s %s\n", indent, c.dim("detail:"), detail)
+	}
+	if tl := r.TLS; tl != nil && (tl.Issuer != "" || tl.Accepted != nil) {
+		fmt.Fprintf(w, "%s%s %s\n", indent, c.dim("tls:"), tlsFacts(tl))
 	}
 }
 
@@ -217,7 +324,11 @@ func passedSummary(c palette, r *probe.Result) string {
 	for _, s := range r.Stages {
 		passed = append(passed, string(s.Stage))
 	}
-	return "passed: " + orNone(strings.Join(passed, " "))
+	out := "passed: " + orNone(strings.Join(passed, " "))
+	if r.HTTP != nil {
+		out += fmt.Sprintf(", HTTP %d", r.HTTP.Status)
+	}
+	return out
 }
 
 func writeTextSummary(w io.Writer, c palette, results []*probe.Result) {
@@ -229,6 +340,15 @@ func writeTextSummary(w io.Writer, c palette, results []*probe.Result) {
 		line = c.ok(line)
 	}
 	fmt.Fprintf(w, "\n%s\n", c.bold(line))
+	for _, note := range exporter.AuthExemptions(results) {
+		for i, l := range wrapText(note, 88) {
+			label := "agents: "
+			if i > 0 {
+				label = "        "
+			}
+			fmt.Fprintf(w, "  %s%s\n", c.warn(label), l)
+		}
+	}
 	if paths := pathCounts(results); len(paths) > 1 {
 		var parts []string
 		for _, p := range paths {
@@ -238,6 +358,13 @@ func writeTextSummary(w io.Writer, c palette, results []*probe.Result) {
 	}
 	for _, rc := range counts {
 		fmt.Fprintf(w, "  %4d  %s %s\n", rc.N, c.bad(string(rc.Reason)), c.dim("("+string(rc.Reason.Stage())+")"))
+		for i, l := range wrapText(failingNames(results, rc.Reason, 5), 88) {
+			label := "probes: "
+			if i > 0 {
+				label = "        "
+			}
+			fmt.Fprintf(w, "        %s%s\n", c.dim(label), l)
+		}
 		if h := rc.Reason.Hint(); h != "" {
 			for i, l := range wrapText(h, 88) {
 				label := "hint: "
@@ -314,29 +441,52 @@ func writeMarkdown(w io.Writer, m reportMeta, results []*probe.Result) {
 	fmt.Fprintf(w, "| reachd | %s |\n", mdCell(m.Version))
 	fmt.Fprintf(w, "| config | %s |\n", mdCell(m.Config))
 	fmt.Fprintf(w, "| filters | %s |\n", mdCell(cmp.Or(m.Filters, "none: every configured probe")))
+	for _, p := range m.Paths {
+		fmt.Fprintf(w, "| path %s | %s |\n", mdCell(p.Name), mdCell(strings.TrimPrefix(p.String(), p.Name+": ")))
+	}
+	for _, r := range m.Resolvers {
+		name, servers, _ := strings.Cut(r, ": ")
+		fmt.Fprintf(w, "| resolver %s | %s |\n", mdCell(name), mdCell(servers))
+	}
+	for _, warn := range m.Warnings {
+		fmt.Fprintf(w, "| warning | %s |\n", mdCell(warn))
+	}
 	fmt.Fprintf(w, "| result | %d probes: %d passed, %d failed |\n", len(results), len(results)-failed, failed)
 	if len(counts) > 0 {
 		var parts []string
 		for _, rc := range counts {
-			parts = append(parts, fmt.Sprintf("%d × `%s`", rc.N, rc.Reason))
+			parts = append(parts, fmt.Sprintf("%d × `%s` (%s)", rc.N, rc.Reason, mdCell(failingNames(results, rc.Reason, 5))))
 		}
 		fmt.Fprintf(w, "| failures | %s |\n", strings.Join(parts, ", "))
+	}
+	for _, note := range exporter.AuthExemptions(results) {
+		fmt.Fprintf(w, "| agents | %s |\n", mdCell(note))
+	}
+	okMark, failMark := "OK", "FAIL"
+	if m.Emoji {
+		okMark, failMark = "✅ OK", "❌"
 	}
 
 	fmt.Fprintf(w, "\n### Probes\n\n| vendor/region | target | host:port | path | result |\n|---|---|---|---|---|\n")
 	var failing []*probe.Result
-	for _, g := range groupResults(results) {
+	for _, g := range groupResults(m.shown(results)) {
 		for _, t := range g.Targets {
 			for _, r := range t.Results {
-				result := "✅ OK, " + round(r.Duration)
+				result := okMark + ", " + round(r.Duration)
 				if tl := r.TLS; r.Success() && tl != nil && tl.Version != 0 {
 					result += ", TLS " + probe.TLSVersionName(tl.Version)
 					if tl.Intercepted {
 						result += ", **intercepted** (issuer " + mdText(tl.Issuer) + ")"
 					}
 				}
+				if r.Success() && r.HTTP != nil {
+					result += fmt.Sprintf(", HTTP %d", r.HTTP.Status)
+				}
+				if e := expiry(r, m.Started); r.Success() && e != "" {
+					result += ", **" + e + "**"
+				}
 				if !r.Success() {
-					result = fmt.Sprintf("❌ %s: `%s`", r.Err.Stage, r.Err.Reason)
+					result = fmt.Sprintf("%s %s: `%s`", failMark, r.Err.Stage, r.Err.Reason)
 					failing = append(failing, r)
 				}
 				fmt.Fprintf(w, "| %s | %s | `%s` | %s | %s |\n", mdText(g.Vendor+"/"+g.Region), mdText(t.Target.Name),
@@ -350,11 +500,11 @@ func writeMarkdown(w io.Writer, m reportMeta, results []*probe.Result) {
 	}
 	fmt.Fprintf(w, "\n### Failures\n")
 	for _, r := range failing {
-		writeMarkdownFailure(w, r)
+		writeMarkdownFailure(w, r, m.Started)
 	}
 }
 
-func writeMarkdownFailure(w io.Writer, r *probe.Result) {
+func writeMarkdownFailure(w io.Writer, r *probe.Result, now time.Time) {
 	t := r.Target
 	fmt.Fprintf(w, "\n#### %s/%s/%s via %s: `%s`\n\n", mdText(t.Vendor), mdText(t.Region), mdText(t.Name), mdText(r.Path), r.Err.Reason)
 	fmt.Fprintf(w, "- **host:port:** `%s`\n", t.Address())
@@ -374,6 +524,9 @@ func writeMarkdownFailure(w io.Writer, r *probe.Result) {
 	if tl := r.TLS; tl != nil && (tl.Issuer != "" || len(tl.Accepted) > 0) {
 		fmt.Fprintf(w, "- **TLS:** %s\n", mdText(tlsFacts(tl)))
 	}
+	if e := expiry(r, now); e != "" {
+		fmt.Fprintf(w, "- **certificate:** %s\n", e)
+	}
 	for _, d := range r.DNS {
 		answer := cmp.Or(d.Rcode, "no answer")
 		if len(d.Answers) > 0 {
@@ -389,6 +542,9 @@ func writeMarkdownFailure(w io.Writer, r *probe.Result) {
 	}
 }
 
+// sweptVersions are the versions the TLS sweep tests, oldest first.
+var sweptVersions = []uint16{tls.VersionTLS10, tls.VersionTLS11, tls.VersionTLS12, tls.VersionTLS13}
+
 // tlsFacts is a one-line summary of what the TLS stage and sweep learned.
 func tlsFacts(tl *probe.TLSInfo) string {
 	var parts []string
@@ -401,17 +557,15 @@ func tlsFacts(tl *probe.TLSInfo) string {
 	if tl.Intercepted {
 		parts = append(parts, "intercepted (private CA)")
 	}
-	if len(tl.Accepted) > 0 {
-		vs := make([]uint16, 0, len(tl.Accepted))
-		for v := range tl.Accepted {
-			vs = append(vs, v)
-		}
-		slices.Sort(vs)
+	if tl.Accepted != nil {
+		// A version the sweep could not decide has no key: "?", never "no".
 		var acc []string
-		for _, v := range vs {
-			mark := "no"
-			if tl.Accepted[v] {
+		for _, v := range sweptVersions {
+			mark := "?"
+			if ok, decided := tl.Accepted[v]; decided && ok {
 				mark = "yes"
+			} else if decided {
+				mark = "no"
 			}
 			acc = append(acc, probe.TLSVersionName(v)+" "+mark)
 		}
@@ -420,11 +574,18 @@ func tlsFacts(tl *probe.TLSInfo) string {
 	return strings.Join(parts, "; ")
 }
 
-// mdText keeps s from turning into Markdown or HTML markup.
+// mdText keeps s from turning into Markdown or HTML markup. An underscore
+// inside a word (proxy_auth_required) stays as it is: no Markdown flavour
+// emphasises it, and a ticket system that shows the source would show
+// the backslash.
 func mdText(s string) string {
 	var b strings.Builder
-	for _, r := range strings.ReplaceAll(s, "\n", " ") {
-		if strings.ContainsRune("\\`*_[]<>|", r) {
+	rs := []rune(strings.ReplaceAll(s, "\n", " "))
+	word := func(i int) bool {
+		return i >= 0 && i < len(rs) && (unicode.IsLetter(rs[i]) || unicode.IsDigit(rs[i]))
+	}
+	for i, r := range rs {
+		if strings.ContainsRune("\\`*[]<>|", r) || r == '_' && !(word(i-1) && word(i+1)) {
 			b.WriteByte('\\')
 		}
 		b.WriteRune(r)

@@ -53,6 +53,7 @@ func TestTextReport(t *testing.T) {
 	writeText(&buf, reportMetaFixture, reportResults(), false)
 	out := buf.String()
 	want := `reachd check · site osaka-branch · 2026-11-22T06:00:00Z · reachd 1.2.3 (go1.26)
+config: /etc/reachd/reachd.toml
 filters: --vendor acme
 
 acme/jp  3 of 4 failed
@@ -73,6 +74,7 @@ globex/eu  all passed
 5 probes: 2 passed, 3 failed
   by path: direct 2/3 passed · corp-proxy 0/2 passed
      2  proxy_auth_required (proxy)
+        probes: acme/jp/telemetry via corp-proxy, acme/jp/api via corp-proxy
 `
 	if !strings.HasPrefix(out, want) {
 		t.Errorf("text report:\n%s\nwant it to start with:\n%s", out, want)
@@ -120,10 +122,10 @@ func TestMarkdownReport(t *testing.T) {
 		"| time (UTC) | 2026-11-22T06:00:00Z |\n",
 		"| reachd | 1.2.3 (go1.26) |\n",
 		"| filters | --vendor acme |\n",
-		"| failures | 2 × `proxy_auth_required`, 1 × `dns_nxdomain` |\n",
+		"| failures | 2 × `proxy_auth_required` (acme/jp/telemetry via corp-proxy, acme/jp/api via corp-proxy), 1 × `dns_nxdomain` (acme/jp/telemetry via direct) |\n",
 		"| vendor/region | target | host:port | path | result |\n|---|---|---|---|---|\n",
-		"| acme/jp | api | `api.reachd.test:443` | corp-proxy | ❌ proxy: `proxy_auth_required` |\n",
-		"| globex/eu | ingest | `ingest.reachd.test:443` | direct | ✅ OK, 41ms, TLS 1.3, **intercepted** (issuer Public Root R1) |\n",
+		"| acme/jp | api | `api.reachd.test:443` | corp-proxy | FAIL proxy: `proxy_auth_required` |\n",
+		"| globex/eu | ingest | `ingest.reachd.test:443` | direct | OK, 41ms, TLS 1.3, **intercepted** (issuer Public Root R1), HTTP 200 |\n",
 		"#### acme/jp/telemetry via direct: `dns_nxdomain`\n",
 		"- **stage:** dns — dns failed (3ms)\n",
 		"- **hint:** " + probe.DNSNXDomain.Hint(),

@@ -3,15 +3,18 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/reachd/reachd/configs"
@@ -23,6 +26,11 @@ type runOptions struct {
 	configFile string
 	web        *web.FlagConfig
 	lifecycle  bool
+	routes     routeOptions
+	// load and signals stand in for the host in tests; zero values use
+	// the real ones.
+	load    configs.Options
+	signals <-chan os.Signal
 }
 
 // daemon owns the scheduler, the store and the reload path.
@@ -33,6 +41,7 @@ type daemon struct {
 	state      *exporter.State
 	sched      *probe.Scheduler
 	probers    atomic.Pointer[map[string]*probe.Prober] // by key, for /probe
+	loadOpts   configs.Options
 
 	mu sync.Mutex // one reload at a time
 }
@@ -41,13 +50,20 @@ func run(o runOptions, logger *slog.Logger) int {
 	if o.configFile == "" {
 		logger.Warn("no --config.file: running the embedded default config, which probes the real vendor endpoints")
 	}
-	d, err := startDaemon(o.configFile, logger)
+	logger.Info("starting reachd", "version", version.Info(), "build_context", version.BuildContext())
+	d, err := startDaemonWith(o.configFile, logger, o.load)
 	if err != nil {
 		logger.Error("loading the config", "err", err)
 		return exitConfig
 	}
+	handler, err := d.serverWith(o.lifecycle, o.routes)
+	if err != nil {
+		logger.Error("web flags", "err", err)
+		d.sched.Stop()
+		return exitConfig
+	}
 	srv := &http.Server{
-		Handler:           d.server(o.lifecycle).Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -56,9 +72,28 @@ func run(o runOptions, logger *slog.Logger) int {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- web.ListenAndServe(srv, o.web, logger) }()
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sig)
+	sig := o.signals
+	if sig == nil {
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+		defer signal.Stop(c)
+		sig = c
+	}
+	// Reloads run beside the signal loop, so that one stuck on a file
+	// (bounded by the loader's file timeout) never delays SIGTERM; SIGHUPs
+	// that arrive meanwhile fold into one more reload.
+	reloads := make(chan struct{}, 1)
+	stopReloads := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stopReloads:
+				return
+			case <-reloads:
+				d.reload()
+			}
+		}
+	}()
 	code := exitOK
 loop:
 	for {
@@ -69,13 +104,17 @@ loop:
 			break loop
 		case s := <-sig:
 			if s == syscall.SIGHUP {
-				d.reload()
+				select {
+				case reloads <- struct{}{}:
+				default: // one is pending already
+				}
 				continue
 			}
 			logger.Info("shutting down", "signal", s.String())
 			break loop
 		}
 	}
+	close(stopReloads)
 	d.sched.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -87,20 +126,52 @@ loop:
 
 // startDaemon loads the config and starts probing; Stop ends it.
 func startDaemon(configFile string, logger *slog.Logger) (*daemon, error) {
-	cfg, err := configs.Load(configFile, configs.Options{})
+	return startDaemonWith(configFile, logger, configs.Options{})
+}
+
+func startDaemonWith(configFile string, logger *slog.Logger, opts configs.Options) (*daemon, error) {
+	cfg, err := configs.Load(configFile, opts)
 	if err != nil {
 		return nil, err
 	}
 	d := &daemon{configFile: configFile, logger: logger, store: exporter.NewStore(), state: exporter.NewState(),
-		sched: probe.NewScheduler(cfg.Defaults.Concurrency)}
+		sched: probe.NewScheduler(cfg.Defaults.Concurrency), loadOpts: opts}
 	d.apply(cfg)
+	logger.Info("config loaded", "file", cfg.File, "site", cfg.Site, "probes", d.store.Len(), "targets", len(cfg.Targets),
+		"paths", pathNames(cfg), "resolvers", len(cfg.Resolvers))
 	return d, nil
 }
 
+func pathNames(cfg *configs.Config) string {
+	names := make([]string, len(cfg.Paths))
+	for i, p := range cfg.Paths {
+		names[i] = p.Name
+	}
+	return strings.Join(names, ",")
+}
+
 func (d *daemon) server(lifecycle bool) *exporter.Server {
+	s, _ := d.serverOptions(lifecycle, routeOptions{})
+	return s
+}
+
+func (d *daemon) serverOptions(lifecycle bool, ro routeOptions) (*exporter.Server, error) {
+	prefix, external, err := ro.resolve()
+	if err != nil {
+		return nil, err
+	}
 	return exporter.NewServer(d.store, d.state, exporter.ServerOptions{
 		Reload: d.reload, Lifecycle: lifecycle, Scheduler: d.sched.Stats, Probe: d.probeNow, Logger: d.logger,
-	})
+		RoutePrefix: prefix, ExternalURL: external,
+	}), nil
+}
+
+func (d *daemon) serverWith(lifecycle bool, ro routeOptions) (http.Handler, error) {
+	s, err := d.serverOptions(lifecycle, ro)
+	if err != nil {
+		return nil, err
+	}
+	return s.Handler(), nil
 }
 
 // probeNow runs the configured probe named key once, for /probe.
@@ -117,7 +188,8 @@ func (d *daemon) probeNow(ctx context.Context, key string) (probe.Result, bool) 
 func (d *daemon) reload() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	cfg, err := configs.Load(d.configFile, configs.Options{})
+	d.logger.Info("reloading the config", "file", d.configFile)
+	cfg, err := configs.Load(d.configFile, d.loadOpts)
 	if err != nil {
 		d.state.Failed(err)
 		d.logger.Error("reloading the config failed; the previous config keeps running", "err", err)
@@ -155,6 +227,9 @@ func (d *daemon) record(p *probe.Prober, r probe.Result) {
 	if len(r.Panic) > 0 {
 		d.logger.Error("probe panicked: a bug in reachd; the daemon goes on", "probe", p.Key(), "err", r.Err.Err, "stack", string(r.Panic))
 	}
+	if d.logger.Enabled(context.Background(), slog.LevelDebug) {
+		d.logger.Debug("probe run", "probe", p.Key(), "success", r.Success(), "took", r.Duration, "stages", stagesLog(r))
+	}
 	tr := d.store.Record(p.Key(), r)
 	if !tr.Known || !tr.Changed && !(tr.First && !r.Success()) {
 		return
@@ -164,4 +239,20 @@ func (d *daemon) record(p *probe.Prober, r probe.Result) {
 		return
 	}
 	d.logger.Warn("probe down", "probe", p.Key(), "stage", r.Err.Stage, "reason", r.Err.Reason, "err", r.Err.Err)
+}
+
+// stagesLog is a run's stages for the debug log: "dns ok 1ms, tcp failed 3s".
+func stagesLog(r probe.Result) string {
+	parts := make([]string, len(r.Stages))
+	for i, s := range r.Stages {
+		mark := "ok"
+		if !s.Success {
+			mark = "failed"
+		}
+		parts[i] = fmt.Sprintf("%s %s %s", s.Stage, mark, round(s.Duration))
+	}
+	if r.Err != nil {
+		parts = append(parts, "reason "+string(r.Err.Reason))
+	}
+	return strings.Join(parts, ", ")
 }
