@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,6 +124,71 @@ func (n *traceNet) check(t *testing.T, bin, host string) traceDoc {
 	return doc
 }
 
+// daemonSeries runs `reachd run` in the site namespace as nobody and
+// waits for the DESIGN §7 trace series of the failing probe of host.
+func (n *traceNet) daemonSeries(t *testing.T, bin, host, hop string) {
+	t.Helper()
+	dir := filepath.Dir(bin)
+	port := 9717
+	cfg := filepath.Join(dir, "trace.toml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`site = "trace"
+[defaults]
+timeout = "1s"
+interval = "30s"
+
+[[resolver]]
+name = "none"
+servers = ["127.0.0.1:1"]
+
+[[target]]
+vendor = "acme"
+region = "jp"
+name = "api"
+host = %q
+port = 443
+checks = ["tcp", "tls"]
+`, strings.Trim(strings.TrimSuffix(host, ":443"), "[]"))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", n.ns[0], "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		bin, "run", "--config.file="+cfg, fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port))
+	var stderr lockedWriter
+	stderr.w = &strings.Builder{}
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	c := nsClient(n.ns[0])
+	var body string
+	for deadline := time.Now().Add(40 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
+		if hasSeries(body, "reachd_path_trace_last_hop", map[string]string{"hop": hop, "target": "api"}, "1") &&
+			hasSeries(body, "reachd_path_trace_hops", map[string]string{"target": "api"}, "2") {
+			return
+		}
+	}
+	stderr.mu.Lock()
+	defer stderr.mu.Unlock()
+	t.Errorf("no trace series for hop %s within 40s:\n%s\nreachd stderr:\n%s", hop, grepLines(body, "reachd_path_trace"), stderr.w)
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 // unprivilegedBin copies the binary where nobody can run it.
 func unprivilegedBin(t *testing.T) string {
 	t.Helper()
@@ -198,6 +264,9 @@ func TestPathTrace(t *testing.T) {
 			t.Logf("%s: %s, %d hops", r.Reason, r.Trace.Verdict, len(r.Trace.Hops))
 			if len(r.Trace.Hops) > 2+3 {
 				t.Errorf("%d hops: the trace went on past three silent hops", len(r.Trace.Hops))
+			}
+			if fam.name == "IPv4" {
+				n.daemonSeries(t, bin, host, fam.hop2)
 			}
 		})
 		t.Run(fam.name+"/reject", func(t *testing.T) {
