@@ -6,6 +6,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -100,6 +101,7 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 		return exitConfig
 	}
 	logger := promslog.New(logCfg)
+	slog.SetDefault(logger) // the probe package logs the rare once-only notes (a kernel that cannot trace) through it
 	switch cmd {
 	case runCmd.FullCommand():
 		return run(ro, logger)
