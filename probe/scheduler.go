@@ -13,6 +13,15 @@ import (
 // added it, a probe first runs (DESIGN §5).
 const FirstRunWithin = 10 * time.Second
 
+// firstRunSpread is the window over which the first runs of jobs of an
+// interval are spread: four fifths of min(interval, FirstRunWithin), so
+// that the last of them has the rest of the bound to load, wait for a
+// slot and end within it (at 10,000 probes a first run is due every
+// 0.8 ms).
+func firstRunSpread(interval time.Duration) time.Duration {
+	return min(interval, FirstRunWithin) * 4 / 5
+}
+
 // Job is one scheduled probe: a target over a path.
 type Job struct {
 	Key      string // unique: vendor/region/target/path
@@ -20,7 +29,22 @@ type Job struct {
 	Interval time.Duration
 	Timeout  time.Duration
 	Run      func(ctx context.Context)
+	// Start, when set, is used instead of Run for a run in two parts: it
+	// runs under the concurrency limit and may return the run's second
+	// part, then, which waits for a slot of its own once Start's is free,
+	// at a lower priority: only while no first part waits, and at most
+	// ExtrasConcurrency at once. So slow extras (a TLS sweep) never hold
+	// up other jobs' stages. The job's next run waits for both parts.
+	// Each part has its own Timeout.
+	Start func(ctx context.Context) (then func(ctx context.Context))
 }
+
+// ExtrasConcurrency is the bound on the runs' second parts (Job.Start)
+// in flight, out of the scheduler's concurrency: a quarter of it, at
+// least one. Second parts take only slots that no first part waits for;
+// the bound keeps most slots, and the CPU, for the stages even then, above
+// all at the start, when every probe runs and sweeps (four handshakes).
+func ExtrasConcurrency(concurrency int) int { return max(1, concurrency/4) }
 
 // DelayBuckets are the bounds of the scheduler delay histogram, in seconds.
 var DelayBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
@@ -39,7 +63,7 @@ type Scheduler struct {
 	mu    sync.Mutex
 	jobs  map[string]*jobState
 	queue jobQueue
-	sem   chan struct{}
+	slots *slots
 
 	inflight atomic.Int64
 	skipped  atomic.Uint64
@@ -61,7 +85,7 @@ type jobState struct {
 func NewScheduler(concurrency int) *Scheduler {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Scheduler{ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1), jobs: map[string]*jobState{},
-		sem: make(chan struct{}, concurrency), delay: NewHistogram(DelayBuckets)}
+		slots: newSlots(concurrency), delay: NewHistogram(DelayBuckets)}
 	s.wg.Go(s.dispatch)
 	return s
 }
@@ -72,8 +96,8 @@ func NewScheduler(concurrency int) *Scheduler {
 func (s *Scheduler) Update(jobs []Job, concurrency int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cap(s.sem) != concurrency {
-		s.sem = make(chan struct{}, concurrency)
+	if s.slots.limit != concurrency {
+		s.slots = newSlots(concurrency)
 	}
 	want := make(map[string]Job, len(jobs))
 	for _, j := range jobs {
@@ -93,7 +117,7 @@ func (s *Scheduler) Update(jobs []Job, concurrency int) {
 		h := hash(j.Key)
 		ctx, cancel := context.WithCancel(s.ctx)
 		js := &jobState{job: j, phase: time.Duration(h % uint64(j.Interval)), ctx: ctx, cancel: cancel, index: -1,
-			planned: now.Add(time.Duration(h % uint64(min(j.Interval, FirstRunWithin))))}
+			planned: now.Add(time.Duration(h % uint64(firstRunSpread(j.Interval))))}
 		s.jobs[j.Key] = js
 		heap.Push(&s.queue, js)
 	}
@@ -185,25 +209,42 @@ func (s *Scheduler) runOnce(js *jobState) {
 	}
 }
 
-// run waits for a slot and runs the job once; false when the job ended
-// while it waited.
+// run waits for a slot and runs the job once, and then its second part
+// (Job.Start) under the extras limit; false when the job ended while it
+// waited for its first slot.
 func (s *Scheduler) run(js *jobState) bool {
 	s.mu.Lock()
-	sem := s.sem
+	slots := s.slots
 	s.mu.Unlock()
-	select {
-	case <-js.ctx.Done():
-		return false
-	case sem <- struct{}{}:
+	then, ok := s.part(js, slots, false, func(ctx context.Context) func(context.Context) {
+		if js.job.Start != nil {
+			return js.job.Start(ctx)
+		}
+		js.job.Run(ctx)
+		return nil
+	})
+	if ok && then != nil {
+		s.part(js, slots, true, func(ctx context.Context) func(context.Context) { then(ctx); return nil })
 	}
-	defer func() { <-sem }()
-	s.delay.Observe(time.Since(js.planned).Seconds())
+	return ok
+}
+
+// part waits for a slot and runs f under the job's timeout; false when
+// the job ended while it waited. Only a run's first part counts as a run
+// in the delay histogram.
+func (s *Scheduler) part(js *jobState, slots *slots, second bool, f func(context.Context) func(context.Context)) (func(context.Context), bool) {
+	if !slots.acquire(js.ctx, second) {
+		return nil, false
+	}
+	defer slots.release(second)
+	if !second {
+		s.delay.Observe(time.Since(js.planned).Seconds())
+	}
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
 	rctx, cancel := context.WithTimeout(js.ctx, js.job.Timeout)
 	defer cancel()
-	js.job.Run(rctx)
-	return true
+	return f(rctx), true
 }
 
 // jobQueue is a min-heap of jobs by planned time (container/heap).
