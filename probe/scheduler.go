@@ -52,8 +52,9 @@ var DelayBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 // Scheduler runs every job at a deterministic, hash-spread phase of its
 // interval, with at most a fixed number of runs in flight. One dispatcher
 // goroutine keeps the jobs in a heap by their next planned time; a job's
-// run gets a goroutine of its own only while it waits for a slot and runs,
-// so 10,000 idle probes cost no stacks and no timers.
+// run gets a goroutine of its own only while it runs: a run waiting for a
+// slot is a task in a queue (slots), so 10,000 idle probes, or 10,000
+// probes due at once, cost no stacks and no timers.
 type Scheduler struct {
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -85,7 +86,8 @@ type jobState struct {
 func NewScheduler(concurrency int) *Scheduler {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Scheduler{ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1), jobs: map[string]*jobState{},
-		slots: newSlots(concurrency), delay: NewHistogram(DelayBuckets)}
+		delay: NewHistogram(DelayBuckets)}
+	s.slots = newSlots(concurrency, &s.wg)
 	s.wg.Go(s.dispatch)
 	return s
 }
@@ -97,7 +99,7 @@ func (s *Scheduler) Update(jobs []Job, concurrency int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.slots.limit != concurrency {
-		s.slots = newSlots(concurrency)
+		s.slots = newSlots(concurrency, &s.wg)
 	}
 	want := make(map[string]Job, len(jobs))
 	for _, j := range jobs {
@@ -166,8 +168,8 @@ func (s *Scheduler) dispatch() {
 		s.mu.Lock()
 		now := time.Now()
 		for len(s.queue) > 0 && !s.queue[0].planned.After(now) {
-			js := heap.Pop(&s.queue).(*jobState)
-			s.wg.Go(func() { s.runOnce(js) })
+			js, slots := heap.Pop(&s.queue).(*jobState), s.slots
+			slots.submit(false, func() { s.runFirst(js, slots) })
 		}
 		wait := time.Hour
 		if len(s.queue) > 0 {
@@ -184,13 +186,46 @@ func (s *Scheduler) dispatch() {
 	}
 }
 
-// runOnce waits for a slot under the concurrency limit, runs the job, and
-// queues its next slot on its phase. A run that overran its next slots
-// skips and counts them.
-func (s *Scheduler) runOnce(js *jobState) {
-	if !s.run(js) {
+// runFirst runs the job's first part, once a slot gave it a goroutine,
+// then queues its second part (Job.Start) behind the waiting first parts,
+// or else the job's next run. A job removed or changed while it waited
+// does not run.
+func (s *Scheduler) runFirst(js *jobState, slots *slots) {
+	if js.ctx.Err() != nil {
 		return
 	}
+	s.delay.Observe(time.Since(js.planned).Seconds())
+	then := s.part(js, func(ctx context.Context) func(context.Context) {
+		if js.job.Start != nil {
+			return js.job.Start(ctx)
+		}
+		js.job.Run(ctx)
+		return nil
+	})
+	if then == nil {
+		s.reschedule(js)
+		return
+	}
+	slots.submit(true, func() {
+		if js.ctx.Err() == nil {
+			s.part(js, func(ctx context.Context) func(context.Context) { then(ctx); return nil })
+		}
+		s.reschedule(js)
+	})
+}
+
+// part runs f under the job's timeout and counts it in flight.
+func (s *Scheduler) part(js *jobState, f func(context.Context) func(context.Context)) func(context.Context) {
+	s.inflight.Add(1)
+	defer s.inflight.Add(-1)
+	rctx, cancel := context.WithTimeout(js.ctx, js.job.Timeout)
+	defer cancel()
+	return f(rctx)
+}
+
+// reschedule queues the job's next slot on its phase once its run ended.
+// A run that overran its next slots skips and counts them.
+func (s *Scheduler) reschedule(js *jobState) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if js.ctx.Err() != nil { // removed or changed meanwhile
@@ -207,44 +242,6 @@ func (s *Scheduler) runOnce(js *jobState) {
 	if js.index == 0 {
 		s.poke()
 	}
-}
-
-// run waits for a slot and runs the job once, and then its second part
-// (Job.Start) under the extras limit; false when the job ended while it
-// waited for its first slot.
-func (s *Scheduler) run(js *jobState) bool {
-	s.mu.Lock()
-	slots := s.slots
-	s.mu.Unlock()
-	then, ok := s.part(js, slots, false, func(ctx context.Context) func(context.Context) {
-		if js.job.Start != nil {
-			return js.job.Start(ctx)
-		}
-		js.job.Run(ctx)
-		return nil
-	})
-	if ok && then != nil {
-		s.part(js, slots, true, func(ctx context.Context) func(context.Context) { then(ctx); return nil })
-	}
-	return ok
-}
-
-// part waits for a slot and runs f under the job's timeout; false when
-// the job ended while it waited. Only a run's first part counts as a run
-// in the delay histogram.
-func (s *Scheduler) part(js *jobState, slots *slots, second bool, f func(context.Context) func(context.Context)) (func(context.Context), bool) {
-	if !slots.acquire(js.ctx, second) {
-		return nil, false
-	}
-	defer slots.release(second)
-	if !second {
-		s.delay.Observe(time.Since(js.planned).Seconds())
-	}
-	s.inflight.Add(1)
-	defer s.inflight.Add(-1)
-	rctx, cancel := context.WithTimeout(js.ctx, js.job.Timeout)
-	defer cancel()
-	return f(rctx), true
 }
 
 // jobQueue is a min-heap of jobs by planned time (container/heap).

@@ -1,78 +1,60 @@
 package probe
 
-import (
-	"context"
-	"sync"
-)
+import "sync"
 
-// slots bounds the runs in flight, with two priorities: a run's first
-// part (the stages) takes a free slot at once, or the next one freed; a
-// second part (the extras: a TLS sweep) takes a slot only while no first
-// part waits for one, and at most extra of them hold slots at once. So the
-// extras fill the slots the stages leave idle, and the stages never queue
-// behind more than extra of them.
+// slots bounds the runs in flight, with two priorities, and queues the
+// runs waiting for a slot as tasks, not goroutines: at the start of
+// 10,000 probes, thousands wait, and a goroutine each would cost a stack
+// each. A run's first part (the stages) takes a free slot at once, or the
+// next one freed; a second part (the extras: a TLS sweep) takes a slot
+// only while no first part waits for one, and at most extra of them hold
+// slots at once. So the extras fill the slots the stages leave idle, and
+// the stages never queue behind more than extra of them.
 type slots struct {
+	wg            *sync.WaitGroup // the scheduler's: Stop waits for the tasks
 	mu            sync.Mutex
 	limit, extra  int
 	busy, extras  int
-	first, second []chan struct{} // waiters, oldest first; a slot is handed over by closing
+	first, second []func() // waiting tasks, oldest first
 }
 
-func newSlots(limit int) *slots {
-	return &slots{limit: limit, extra: ExtrasConcurrency(limit)}
+func newSlots(limit int, wg *sync.WaitGroup) *slots {
+	return &slots{wg: wg, limit: limit, extra: ExtrasConcurrency(limit)}
 }
 
-// acquire waits for a slot; false when ctx ended first (and then no slot
-// is held).
-func (s *slots) acquire(ctx context.Context, second bool) bool {
+// submit runs task in a goroutine of its own once it has a slot, which it
+// holds until task returns.
+func (s *slots) submit(second bool, task func()) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.busy < s.limit && (!second || len(s.first) == 0 && s.extras < s.extra) {
-		s.take(second)
-		s.mu.Unlock()
-		return true
+		s.start(second, task)
+		return
 	}
-	ch := make(chan struct{})
 	if second {
-		s.second = append(s.second, ch)
+		s.second = append(s.second, task)
 	} else {
-		s.first = append(s.first, ch)
+		s.first = append(s.first, task)
 	}
-	s.mu.Unlock()
-	select {
-	case <-ch:
-		return true
-	case <-ctx.Done():
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	select {
-	case <-ch: // handed over meanwhile: give it on
-		s.releaseLocked(second)
-	default:
-		if second {
-			s.second = remove(s.second, ch)
-		} else {
-			s.first = remove(s.first, ch)
-		}
-	}
-	return false
 }
 
-// release frees a slot that acquire(ctx, second) gave.
-func (s *slots) release(second bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.releaseLocked(second)
-}
-
-func (s *slots) take(second bool) {
+// start runs task under a slot; s.mu is held.
+func (s *slots) start(second bool, task func()) {
 	s.busy++
 	if second {
 		s.extras++
 	}
+	s.wg.Go(func() {
+		defer s.release(second)
+		task()
+	})
 }
 
-func (s *slots) releaseLocked(second bool) {
+// release frees a slot and hands the free slots on: to the oldest waiting
+// first part, else to the oldest second part within the extras' bound.
+func (s *slots) release(second bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.busy--
 	if second {
 		s.extras--
@@ -80,24 +62,17 @@ func (s *slots) releaseLocked(second bool) {
 	for s.busy < s.limit {
 		switch {
 		case len(s.first) > 0:
-			close(s.first[0])
+			task := s.first[0]
+			s.first[0] = nil
 			s.first = s.first[1:]
-			s.take(false)
+			s.start(false, task)
 		case len(s.second) > 0 && s.extras < s.extra:
-			close(s.second[0])
+			task := s.second[0]
+			s.second[0] = nil
 			s.second = s.second[1:]
-			s.take(true)
+			s.start(true, task)
 		default:
 			return
 		}
 	}
-}
-
-func remove(q []chan struct{}, ch chan struct{}) []chan struct{} {
-	for i, c := range q {
-		if c == ch {
-			return append(q[:i], q[i+1:]...)
-		}
-	}
-	return q
 }
