@@ -40,11 +40,11 @@ type Job struct {
 }
 
 // ExtrasConcurrency is the bound on the runs' second parts (Job.Start)
-// in flight, out of the scheduler's concurrency: a quarter of it, at
-// least one. Second parts take only slots that no first part waits for;
-// the bound keeps most slots, and the CPU, for the stages even then, above
-// all at the start, when every probe runs and sweeps (four handshakes).
-func ExtrasConcurrency(concurrency int) int { return max(1, concurrency/4) }
+// in flight, out of the scheduler's concurrency: half of it, at least
+// one. Second parts take only slots that no first part waits for; the
+// bound keeps half the slots for the stages even then, above all at the
+// start, when every probe runs and then sweeps (four handshakes).
+func ExtrasConcurrency(concurrency int) int { return max(1, concurrency/2) }
 
 // DelayBuckets are the bounds of the scheduler delay histogram, in seconds.
 var DelayBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -116,5 +117,61 @@ func TestSchedulerExtrasNeverDelayStages(t *testing.T) {
 				t.Errorf("%s: second run at %s, before its first sweep ended at %s", key, at[1].Sub(start), swept[0].Sub(start))
 			}
 		}
+	})
+}
+
+// TestSlotsServeStagesFirst: a freed slot goes to the oldest waiting first
+// part before any second part, and second parts never hold more than
+// their bound of slots, even with slots free.
+func TestSlotsServeStagesFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var wg sync.WaitGroup
+		s := newSlots(4, &wg) // at most 2 second parts
+		var mu sync.Mutex
+		var started []string
+		release := map[string]chan struct{}{}
+		task := func(name string) func() {
+			ch := make(chan struct{})
+			release[name] = ch
+			return func() {
+				mu.Lock()
+				started = append(started, name)
+				mu.Unlock()
+				<-ch
+			}
+		}
+		for _, name := range []string{"a", "b", "c", "d"} {
+			s.submit(false, task(name))
+		}
+		s.submit(true, task("x"))
+		s.submit(true, task("y"))
+		s.submit(true, task("z"))
+		s.submit(false, task("e"))
+		lenStarted := 0
+		step := func(name string, want ...string) {
+			t.Helper()
+			close(release[name])
+			synctest.Wait()
+			mu.Lock()
+			defer mu.Unlock()
+			if got := started[len(started)-len(want):]; fmt.Sprint(got) != fmt.Sprint(want) || len(started) != lenStarted+len(want) {
+				t.Errorf("after %s ended: started %v, want %v next", name, started, want)
+			}
+			lenStarted = len(started)
+		}
+		synctest.Wait()
+		lenStarted = len(started)
+		if got := slices.Sorted(slices.Values(started)); fmt.Sprint(got) != "[a b c d]" {
+			t.Fatalf("started %v, want the four first parts", started)
+		}
+		step("a", "e") // the waiting first part, before the older second parts
+		step("b", "x")
+		step("c", "y")
+		step("d") // a slot free, but two second parts hold slots already
+		step("x", "z")
+		for _, name := range []string{"e", "y", "z"} {
+			close(release[name])
+		}
+		wg.Wait()
 	})
 }
