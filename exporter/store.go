@@ -152,6 +152,40 @@ func (s *Store) Record(key string, r probe.Result) Transition {
 	return tr
 }
 
+// HasResult reports whether the probe named key has a result stored;
+// false also when no such probe is configured.
+func (s *Store) HasResult(key string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.entries[key]
+	return ok && e.Last != nil
+}
+
+// Amend completes the stored result of a run recorded in two parts: the
+// stages' result first (Record), then the whole run once its extras ended
+// (a TLS sweep). It replaces the last result only, so the run is counted
+// once and its state change reported once; false, and nothing changed,
+// when the stored result is no longer that run's (a reload replaced the
+// probe) or when the extras changed the verdict, which only a panic in
+// one of them does: then the stages' result stays.
+func (s *Store) Amend(key string, r probe.Result) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.entries[key]
+	if !ok || e.Last == nil || !e.Last.Start.Equal(r.Start) || e.Last.Version != r.Version || !sameVerdict(e.Last, &r) {
+		return false
+	}
+	e.Last = &r
+	return true
+}
+
+func sameVerdict(a, b *probe.Result) bool {
+	if a.Err == nil || b.Err == nil {
+		return a.Err == nil && b.Err == nil
+	}
+	return a.Err.Stage == b.Err.Stage && a.Err.Reason == b.Err.Reason
+}
+
 // Range calls f for every entry in key order, under the read lock: f must
 // not keep the entry or call back into the store.
 func (s *Store) Range(f func(e *Entry)) {

@@ -201,14 +201,63 @@ func (p *Prober) Path() string { return p.path }
 // TLS sweep when it is due) follow, each within a budget of its own. The
 // result's Duration is the stages' alone.
 func (p *Prober) Probe(ctx context.Context) Result {
+	return p.Start(ctx).Finish(ctx)
+}
+
+// Run is one run of a prober in two parts, so that the scheduler can
+// record the stages' result at once and run the extras later, at a lower
+// priority: Start runs the stages, Finish the extras.
+type Run struct {
+	p  *Prober
+	r  Result
+	rt route
+}
+
+// Start runs the stages (Probe's first part) under ctx and the target's
+// timeout; their connection is closed when it returns.
+func (p *Prober) Start(ctx context.Context) *Run {
 	base, g := withGuard(ctx)
-	r := Result{Target: &p.target, Path: p.path, Start: time.Now(), Version: p.version}
+	run := &Run{p: p, r: Result{Target: &p.target, Path: p.path, Start: time.Now(), Version: p.version}}
 	if p.proxy != nil {
-		r.Proxy, r.ProxyAuth = p.proxy.display, p.proxy.auth != nil
+		run.r.Proxy, run.r.ProxyAuth = p.proxy.display, p.proxy.auth != nil
 	}
-	rt := p.runStages(base, &r)
-	rt.fetch, rt.run = p.fetch, base
-	p.runExtras(base, &r, rt)
+	run.rt = p.runStages(base, &run.r)
+	run.rt.fetch = p.fetch
+	g.apply(&run.r)
+	return run
+}
+
+// Stages is the stages' result, without what the extras add. The caller
+// must not change it (it shares maps and slices with Finish's result).
+func (run *Run) Stages() Result { return run.r }
+
+// Settled reports whether the extras leave the stages' verdict as it is,
+// so the stages' result may be recorded before they run: only the sweep
+// refines a verdict, a failure at tls (DESIGN §5). A panic in an extra is
+// the other exception; a caller that recorded early checks the verdict.
+func (run *Run) Settled() bool {
+	return len(run.p.extras) == 0 || run.r.Err == nil || run.r.Err.Stage != StageTLS
+}
+
+// Extras reports whether the prober has extras, that is whether Finish
+// has anything to do.
+func (run *Run) Extras() bool { return len(run.p.extras) > 0 && len(run.r.Panic) == 0 }
+
+// Finish runs the extras under ctx, each within its own budget, and
+// returns the complete result. ctx is the extras' own: it may start long
+// after the stages ended. Call it once.
+func (run *Run) Finish(ctx context.Context) Result {
+	if len(run.r.Panic) > 0 {
+		return run.r
+	}
+	base, g := withGuard(ctx)
+	r, rt := run.r, run.rt
+	if r.TLS != nil { // the extras add to it; the stages' result may be in a store already
+		tls := *r.TLS
+		r.TLS = &tls
+	}
+	rt.run = base
+	run.p.runExtras(base, &r, rt)
 	g.apply(&r)
 	return r
 }

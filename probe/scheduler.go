@@ -13,6 +13,15 @@ import (
 // added it, a probe first runs (DESIGN §5).
 const FirstRunWithin = 10 * time.Second
 
+// firstRunSpread is the window over which the first runs of jobs of an
+// interval are spread: four fifths of min(interval, FirstRunWithin), so
+// that the last of them has the rest of the bound to load, wait for a
+// slot and end within it (at 10,000 probes a first run is due every
+// 0.8 ms).
+func firstRunSpread(interval time.Duration) time.Duration {
+	return min(interval, FirstRunWithin) * 4 / 5
+}
+
 // Job is one scheduled probe: a target over a path.
 type Job struct {
 	Key      string // unique: vendor/region/target/path
@@ -20,7 +29,22 @@ type Job struct {
 	Interval time.Duration
 	Timeout  time.Duration
 	Run      func(ctx context.Context)
+	// Start, when set, is used instead of Run for a run in two parts: it
+	// runs under the concurrency limit and may return the run's second
+	// part, then, which waits for a slot of its own once Start's is free,
+	// at a lower priority: only while no first part waits, and at most
+	// ExtrasConcurrency at once. So slow extras (a TLS sweep) never hold
+	// up other jobs' stages. The job's next run waits for both parts.
+	// Each part has its own Timeout.
+	Start func(ctx context.Context) (then func(ctx context.Context))
 }
+
+// ExtrasConcurrency is the bound on the runs' second parts (Job.Start)
+// in flight, out of the scheduler's concurrency: half of it, at least
+// one. Second parts take only slots that no first part waits for; the
+// bound keeps half the slots for the stages even then, above all at the
+// start, when every probe runs and then sweeps (four handshakes).
+func ExtrasConcurrency(concurrency int) int { return max(1, concurrency/2) }
 
 // DelayBuckets are the bounds of the scheduler delay histogram, in seconds.
 var DelayBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
@@ -28,8 +52,9 @@ var DelayBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 // Scheduler runs every job at a deterministic, hash-spread phase of its
 // interval, with at most a fixed number of runs in flight. One dispatcher
 // goroutine keeps the jobs in a heap by their next planned time; a job's
-// run gets a goroutine of its own only while it waits for a slot and runs,
-// so 10,000 idle probes cost no stacks and no timers.
+// run gets a goroutine of its own only while it runs: a run waiting for a
+// slot is a task in a queue (slots), so 10,000 idle probes, or 10,000
+// probes due at once, cost no stacks and no timers.
 type Scheduler struct {
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -39,7 +64,7 @@ type Scheduler struct {
 	mu    sync.Mutex
 	jobs  map[string]*jobState
 	queue jobQueue
-	sem   chan struct{}
+	slots *slots
 
 	inflight atomic.Int64
 	skipped  atomic.Uint64
@@ -61,7 +86,8 @@ type jobState struct {
 func NewScheduler(concurrency int) *Scheduler {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Scheduler{ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1), jobs: map[string]*jobState{},
-		sem: make(chan struct{}, concurrency), delay: NewHistogram(DelayBuckets)}
+		delay: NewHistogram(DelayBuckets)}
+	s.slots = newSlots(concurrency, &s.wg)
 	s.wg.Go(s.dispatch)
 	return s
 }
@@ -72,8 +98,8 @@ func NewScheduler(concurrency int) *Scheduler {
 func (s *Scheduler) Update(jobs []Job, concurrency int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cap(s.sem) != concurrency {
-		s.sem = make(chan struct{}, concurrency)
+	if s.slots.limit != concurrency {
+		s.slots = newSlots(concurrency, &s.wg)
 	}
 	want := make(map[string]Job, len(jobs))
 	for _, j := range jobs {
@@ -93,7 +119,7 @@ func (s *Scheduler) Update(jobs []Job, concurrency int) {
 		h := hash(j.Key)
 		ctx, cancel := context.WithCancel(s.ctx)
 		js := &jobState{job: j, phase: time.Duration(h % uint64(j.Interval)), ctx: ctx, cancel: cancel, index: -1,
-			planned: now.Add(time.Duration(h % uint64(min(j.Interval, FirstRunWithin))))}
+			planned: now.Add(time.Duration(h % uint64(firstRunSpread(j.Interval))))}
 		s.jobs[j.Key] = js
 		heap.Push(&s.queue, js)
 	}
@@ -142,8 +168,8 @@ func (s *Scheduler) dispatch() {
 		s.mu.Lock()
 		now := time.Now()
 		for len(s.queue) > 0 && !s.queue[0].planned.After(now) {
-			js := heap.Pop(&s.queue).(*jobState)
-			s.wg.Go(func() { s.runOnce(js) })
+			js, slots := heap.Pop(&s.queue).(*jobState), s.slots
+			slots.submit(false, func() { s.runFirst(js, slots) })
 		}
 		wait := time.Hour
 		if len(s.queue) > 0 {
@@ -160,13 +186,46 @@ func (s *Scheduler) dispatch() {
 	}
 }
 
-// runOnce waits for a slot under the concurrency limit, runs the job, and
-// queues its next slot on its phase. A run that overran its next slots
-// skips and counts them.
-func (s *Scheduler) runOnce(js *jobState) {
-	if !s.run(js) {
+// runFirst runs the job's first part, once a slot gave it a goroutine,
+// then queues its second part (Job.Start) behind the waiting first parts,
+// or else the job's next run. A job removed or changed while it waited
+// does not run.
+func (s *Scheduler) runFirst(js *jobState, slots *slots) {
+	if js.ctx.Err() != nil {
 		return
 	}
+	s.delay.Observe(time.Since(js.planned).Seconds())
+	then := s.part(js, func(ctx context.Context) func(context.Context) {
+		if js.job.Start != nil {
+			return js.job.Start(ctx)
+		}
+		js.job.Run(ctx)
+		return nil
+	})
+	if then == nil {
+		s.reschedule(js)
+		return
+	}
+	slots.submit(true, func() {
+		if js.ctx.Err() == nil {
+			s.part(js, func(ctx context.Context) func(context.Context) { then(ctx); return nil })
+		}
+		s.reschedule(js)
+	})
+}
+
+// part runs f under the job's timeout and counts it in flight.
+func (s *Scheduler) part(js *jobState, f func(context.Context) func(context.Context)) func(context.Context) {
+	s.inflight.Add(1)
+	defer s.inflight.Add(-1)
+	rctx, cancel := context.WithTimeout(js.ctx, js.job.Timeout)
+	defer cancel()
+	return f(rctx)
+}
+
+// reschedule queues the job's next slot on its phase once its run ended.
+// A run that overran its next slots skips and counts them.
+func (s *Scheduler) reschedule(js *jobState) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if js.ctx.Err() != nil { // removed or changed meanwhile
@@ -191,27 +250,6 @@ func (s *Scheduler) runOnce(js *jobState) {
 	if js.index == 0 {
 		s.poke()
 	}
-}
-
-// run waits for a slot and runs the job once; false when the job ended
-// while it waited.
-func (s *Scheduler) run(js *jobState) bool {
-	s.mu.Lock()
-	sem := s.sem
-	s.mu.Unlock()
-	select {
-	case <-js.ctx.Done():
-		return false
-	case sem <- struct{}{}:
-	}
-	defer func() { <-sem }()
-	s.delay.Observe(time.Since(js.planned).Seconds())
-	s.inflight.Add(1)
-	defer s.inflight.Add(-1)
-	rctx, cancel := context.WithTimeout(js.ctx, js.job.Timeout)
-	defer cancel()
-	js.job.Run(rctx)
-	return true
 }
 
 // jobQueue is a min-heap of jobs by planned time (container/heap).

@@ -83,8 +83,9 @@ func TestSchedulerSpreadsStarts(t *testing.T) {
 			firstBuckets[int(runs[0].Sub(start)/time.Second)]++
 			phaseBuckets[int(runs[2].Sub(start)%time.Minute/(6*time.Second))]++
 		}
-		if len(firstBuckets) < 9 {
-			t.Errorf("first runs fall into %d of 10 seconds: %v", len(firstBuckets), firstBuckets)
+		// Spread over the first 8 of the 10 seconds: the last has 2s to end.
+		if len(firstBuckets) < 7 || firstBuckets[8] > 0 || firstBuckets[9] > 0 {
+			t.Errorf("first runs fall into %d of 8 seconds: %v", len(firstBuckets), firstBuckets)
 		}
 		if len(phaseBuckets) < 10 {
 			t.Errorf("phases fall into %d of 10 slices of the interval: %v", len(phaseBuckets), phaseBuckets)
@@ -140,13 +141,16 @@ func TestSchedulerSkipsAndCountsOverruns(t *testing.T) {
 		time.Sleep(2 * time.Minute)
 		s.Stop()
 		runs := rec.times("slow")
-		for i := 1; i < len(runs); i++ {
+		for i := 2; i < len(runs); i++ { // the first run is not on the phase
 			if d := runs[i].Sub(runs[i-1]); d != 30*time.Second {
 				t.Errorf("run %d came %s after the previous, want the next slot after the overrun (30s)", i, d)
 			}
 		}
-		if got, want := s.Stats().Skipped, uint64(2*(len(runs)-1)); got < want {
-			t.Errorf("skipped %d, want at least %d (two slots per overrun)", got, want)
+		// Two slots fall inside each 25 s overrun; the first run is off
+		// its phase (spread over the first seconds), so its overrun may
+		// cover only one.
+		if got, want := s.Stats().Skipped, uint64(2*(len(runs)-2)+1); len(runs) < 3 || got < want {
+			t.Errorf("skipped %d in %d runs, want at least %d (two slots per overrun, one for the first)", got, len(runs), want)
 		}
 	})
 }

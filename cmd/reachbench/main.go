@@ -90,6 +90,8 @@ type report struct {
 	AchievedPerSecond float64   `json:"probes_per_second_achieved"`
 	ReadySeconds      float64   `json:"start_to_ready_seconds"`
 	WarmupSeconds     float64   `json:"first_runs_done_seconds"`
+	FirstSeconds      float64   `json:"first_results_seconds"`
+	FirstLoad         string    `json:"first_results_loadavg"`
 	RSSMiB            float64   `json:"rss_mib"`
 	HeapMiB           float64   `json:"heap_inuse_mib"`
 	StackMiB          float64   `json:"stack_inuse_mib"`
@@ -150,11 +152,19 @@ func run(o options) (*report, error) {
 			return nil, err
 		}
 		if a.runs >= float64(o.targets) && a.inflight == 0 {
-			break
+			first, swept, err := d.firstResults(o.targets)
+			if err != nil {
+				return nil, err
+			}
+			if swept {
+				rep.FirstSeconds = first
+				break
+			}
 		}
 		time.Sleep(time.Second) // polling reachd's own counters
 	}
 	rep.WarmupSeconds = time.Since(d.started).Seconds()
+	rep.FirstLoad = loadavg()
 	fmt.Fprintf(os.Stderr, "first runs done after %.1fs; measuring %s...\n", rep.WarmupSeconds, o.duration)
 	time.Sleep(o.duration)
 	b, err := d.sample()
@@ -190,6 +200,58 @@ func run(o options) (*report, error) {
 		rep.Failures = failures
 	}
 	return rep, nil
+}
+
+// firstResults is when the last of the targets' first results was
+// recorded, in seconds after reachd's start: the latest `since` (the end
+// of the run that began a probe's current state: its first run, as every
+// bench probe passes) in /api/v1/results, and whether every result has
+// its sweep's versions. Call it once the first runs are done; it fails
+// unless every target has passed.
+func (d *daemon) firstResults(targets int) (float64, bool, error) {
+	resp, err := http.Get(d.base + "/api/v1/results")
+	if err != nil {
+		return 0, false, err
+	}
+	defer resp.Body.Close()
+	var got struct {
+		Results []struct {
+			Since   *time.Time `json:"since"`
+			Success bool       `json:"success"`
+			TLS     *struct {
+				Accepted map[string]bool `json:"versions_accepted"`
+			} `json:"tls"`
+		} `json:"results"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		return 0, false, err
+	}
+	var last time.Time
+	swept := true
+	for _, r := range got.Results {
+		if r.Since == nil || !r.Success {
+			return 0, false, fmt.Errorf("a probe failed or has no result after its first run")
+		}
+		if r.Since.After(last) {
+			last = *r.Since
+		}
+		swept = swept && r.TLS != nil && len(r.TLS.Accepted) > 0
+	}
+	if len(got.Results) != targets {
+		return 0, false, fmt.Errorf("%d results for %d targets", len(got.Results), targets)
+	}
+	return last.Sub(d.started).Seconds(), swept, nil
+}
+
+// loadavg is the machine's load average (1, 5, 15 minutes), reported
+// beside the timings since the machine may be shared.
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -413,7 +475,8 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "reachbench: %d targets, interval %gs (%.1f probes/s planned)\n\n", r.Targets, r.IntervalSeconds, r.PlannedPerSecond)
 	fmt.Fprintf(w, "CPU per full probe (dns+tcp+tls+http)\n  floor, back to back:      %.3f ms\n  floor, at the same pace:  %.3f ms\n  reachd:                   %.3f ms  (%.2fx the paced floor)\n", r.HotFloorCPUMs, r.FloorCPUMs, r.ReachdCPUMs, r.Ratio)
 	fmt.Fprintf(w, "probes per second     %.1f achieved / %.1f planned\n", r.AchievedPerSecond, r.PlannedPerSecond)
-	fmt.Fprintf(w, "start to ready        %.3f s (every probe's first run done after %.1f s)\n", r.ReadySeconds, r.WarmupSeconds)
+	fmt.Fprintf(w, "start to ready        %.3f s\n", r.ReadySeconds)
+	fmt.Fprintf(w, "first round           every probe's first result after %.1f s; its extras (TLS sweep) done after %.1f s (load average %s)\n", r.FirstSeconds, r.WarmupSeconds, r.FirstLoad)
 	fmt.Fprintf(w, "memory                RSS %.1f MiB, heap in use %.1f MiB, stacks %.1f MiB (per 1,000 targets: RSS %.1f MiB, heap %.1f MiB)\n", r.RSSMiB, r.HeapMiB, r.StackMiB, r.RSSPer1000MiB, r.HeapPer1000MiB)
 	fmt.Fprintf(w, "/metrics scrape       %.1f MB; times (ms) %v; allocated per scrape (MB) %v\n", r.ScrapeMB, round(r.ScrapeMs), round(r.ScrapeAllocMB))
 	fmt.Fprintf(w, "scheduler delay       p50 %.2f ms, p99 %.2f ms; skipped runs %g; failed runs %g\n", r.DelayP50Ms, r.DelayP99Ms, r.Skipped, r.Failures)

@@ -214,7 +214,7 @@ func (d *daemon) apply(cfg *configs.Config) {
 	for i, p := range probers {
 		byKey[p.Key()] = p
 		jobs[i] = probe.Job{Key: p.Key(), Version: p.Version(), Interval: p.Target().Interval, Timeout: p.MaxRun(),
-			Run: func(ctx context.Context) { d.record(p, p.Probe(ctx)) }}
+			Start: func(ctx context.Context) func(context.Context) { return d.start(ctx, p) }}
 	}
 	d.probers.Store(&byKey)
 	d.sched.Update(jobs, cfg.Defaults.Concurrency)
