@@ -32,11 +32,28 @@ var secretPasswords = map[string]string{
 	"HTTPS_PROXY userinfo": "PwInProxyURL-c84b6d",
 }
 
+// authSecrets are the NTLM and Kerberos secrets of the test: an NTLM
+// password, a Kerberos password and the bytes of a keytab. The proxy
+// speaks only Basic, so they are sent (NTLM) or used (Kerberos, against a
+// KDC that does not answer) and fail: every failure must leave them out.
+var authSecrets = map[string]string{
+	"ntlm password_file":     "NtlmPw-2b7e41d9",
+	"negotiate password_env": "KrbPw-93c0aa17",
+	"keytab contents":        "KeytabBytes-5e1f77c3",
+}
+
 // leaks returns every form of a secret found in out: the password itself,
 // percent-encoded, and the base64 user:password of a Basic
 // Proxy-Authorization.
 func leaks(out string) []string {
 	var found []string
+	for source, pw := range authSecrets {
+		for _, form := range []string{pw, base64.StdEncoding.EncodeToString([]byte(pw))} {
+			if strings.Contains(out, form) {
+				found = append(found, fmt.Sprintf("%q (the %s)", form, source))
+			}
+		}
+	}
 	for source, pw := range secretPasswords {
 		for _, form := range []string{pw, url.QueryEscape(pw), url.PathEscape(pw), base64.StdEncoding.EncodeToString([]byte(secretUser + ":" + pw))} {
 			if strings.Contains(out, form) {
@@ -84,6 +101,10 @@ func TestSecretsNeverShown(t *testing.T) {
 	dir := t.TempDir()
 	caFile := writeFile(t, dir, "ca.pem", string(ca.PEM))
 	passFile := writeFile(t, dir, "proxy.pass", secretPasswords["password_file"]+"\n")
+	ntlmFile := writeFile(t, dir, "ntlm.pass", authSecrets["ntlm password_file"]+"\n")
+	keytab := writeFile(t, dir, "svc.keytab", "\x05\x02"+authSecrets["keytab contents"])
+	krb5 := writeFile(t, dir, "krb5.conf", "[libdefaults]\ndefault_realm = REACHD.TEST\n[realms]\nREACHD.TEST = {\n kdc = 127.0.0.1:1\n}\n")
+	t.Setenv("REACHD_E2E_KRB_PASSWORD", authSecrets["negotiate password_env"])
 	good := fmt.Sprintf(`site = "secrets"
 [defaults]
 interval = "2s"
@@ -112,13 +133,36 @@ password_env = "REACHD_E2E_PROXY_PASSWORD"
 name = "env"
 proxy = "environment"
 
+[[path]]
+name = "ntlm"
+proxy = %[9]q
+auth = "ntlm"
+username = 'CORP\svc'
+password_file = %[10]q
+
+[[path]]
+name = "krb-password"
+proxy = %[9]q
+auth = "negotiate"
+username = "svc"
+password_env = "REACHD_E2E_KRB_PASSWORD"
+krb5_conf = %[11]q
+
+[[path]]
+name = "krb-keytab"
+proxy = %[9]q
+auth = "negotiate"
+keytab = %[12]q
+principal = "svc@REACHD.TEST"
+krb5_conf = %[11]q
+
 [[target]]
 vendor = "acme"
 region = "jp"
 name = "vendor"
 host = "vendor.reachd.test"
-port = %d
-`, dnsSrv.Addr, caFile, proxy.URL, secretUser, passFile, proxy.URL, secretUser, srv.Port)
+port = %[8]d
+`, dnsSrv.Addr, caFile, proxy.URL, secretUser, passFile, proxy.URL, secretUser, srv.Port, proxy.URL.String(), ntlmFile, krb5, keytab)
 	// A config that writes the password where it must not be: inline, and
 	// in the proxy URL. Loading it fails; the errors must not quote it.
 	withCreds := *proxy.URL
@@ -175,6 +219,13 @@ password = %q
 	for _, r := range proxy.Requests() {
 		sent[r.ProxyAuthorization] = true
 	}
+	ntlmSent := false
+	for auth := range sent {
+		ntlmSent = ntlmSent || strings.HasPrefix(auth, "NTLM ")
+	}
+	if !ntlmSent {
+		t.Error("the proxy never received an NTLM message: the test proves nothing about the NTLM path")
+	}
 	for source, pw := range secretPasswords {
 		if !sent["Basic "+base64.StdEncoding.EncodeToString([]byte(secretUser+":"+pw))] {
 			t.Errorf("the proxy never received the %s password: the test proves nothing about it", source)
@@ -190,7 +241,7 @@ func testDaemonSecrets(t *testing.T, out *outputs, file, badFile string) {
 	t.Helper()
 	d, stdout, stderr := startDaemonCapturing(t, "--config.file", file, "--web.enable-lifecycle", "--log.level=debug")
 	d.waitFor(t, "/metrics", func(code int, body string) bool {
-		return code == 200 && strings.Count(body, "reachd_probe_success{") == 4 && strings.Contains(body, "proxy_auth_rejected")
+		return code == 200 && strings.Count(body, "reachd_probe_success{") == 7 && strings.Contains(body, "proxy_auth_rejected")
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for strings.Count(stderr.String(), `msg="probe down"`) < 2 {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"strings"
@@ -191,14 +192,14 @@ func (a *negotiateAuth) login() (*client.Client, error) {
 	case a.path.Keytab != "":
 		kt, err := keytab.Load(a.path.Keytab)
 		if err != nil {
-			return nil, fmt.Errorf("keytab %s: %w", a.path.Keytab, err)
+			return nil, keyFileError("keytab", a.path.Keytab, err)
 		}
 		user, realm := splitPrincipal(a.path.Principal, cfg.LibDefaults.DefaultRealm)
 		cl = client.NewWithKeytab(user, realm, kt, cfg, client.DisablePAFXFAST(true))
 	case a.path.CCache != "":
 		cc, err := credentials.LoadCCache(a.path.CCache)
 		if err != nil {
-			return nil, fmt.Errorf("ccache %s: %w", a.path.CCache, err)
+			return nil, keyFileError("ccache", a.path.CCache, err)
 		}
 		if cl, err = client.NewFromCCache(cc, cfg, client.DisablePAFXFAST(true)); err != nil {
 			return nil, fmt.Errorf("ccache %s: %w", a.path.CCache, err)
@@ -289,6 +290,17 @@ func authExchange(conn net.Conn, br *bufio.Reader, rec *errRecorder, auth proxyA
 		}
 		challenges = resp.Header.Values("Proxy-Authenticate")
 	}
+}
+
+// keyFileError names a keytab or credential cache that could not be used.
+// The parsers' own messages may quote the file's bytes (gokrb5's keytab
+// errors do), which are key material: only a file system error is kept.
+func keyFileError(kind, path string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s %s: %w", kind, path, pe.Err)
+	}
+	return fmt.Errorf("%s %s is not a valid %s file (its contents are never shown)", kind, path, kind)
 }
 
 // errAuthSetup is a failure to make credentials, before the proxy judged
