@@ -79,6 +79,7 @@ type jobState struct {
 	ctx     context.Context
 	cancel  context.CancelFunc // ends the job: removed, changed or stopped
 	index   int                // in the queue; -1 while it runs or after removal
+	fresh   bool               // its first run has not started (slots.pending counts it)
 }
 
 // NewScheduler returns a scheduler with no jobs; Update gives it some and
@@ -87,7 +88,7 @@ func NewScheduler(concurrency int) *Scheduler {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Scheduler{ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1), jobs: map[string]*jobState{},
 		delay: NewHistogram(DelayBuckets)}
-	s.slots = newSlots(concurrency, &s.wg)
+	s.slots = newSlots(concurrency, &s.wg, ctx.Done())
 	s.wg.Go(s.dispatch)
 	return s
 }
@@ -99,7 +100,12 @@ func (s *Scheduler) Update(jobs []Job, concurrency int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.slots.limit != concurrency {
-		s.slots = newSlots(concurrency, &s.wg)
+		old := s.slots
+		s.slots = newSlots(concurrency, &s.wg, s.ctx.Done())
+		old.mu.Lock()
+		s.slots.pending, old.pending = old.pending, 0 // the old slots' waiting second parts go on
+		old.fill(false)
+		old.mu.Unlock()
 	}
 	want := make(map[string]Job, len(jobs))
 	for _, j := range jobs {
@@ -119,9 +125,10 @@ func (s *Scheduler) Update(jobs []Job, concurrency int) {
 		h := hash(j.Key)
 		ctx, cancel := context.WithCancel(s.ctx)
 		js := &jobState{job: j, phase: time.Duration(h % uint64(j.Interval)), ctx: ctx, cancel: cancel, index: -1,
-			planned: now.Add(time.Duration(h % uint64(firstRunSpread(j.Interval))))}
+			planned: now.Add(time.Duration(h % uint64(firstRunSpread(j.Interval)))), fresh: true}
 		s.jobs[j.Key] = js
 		heap.Push(&s.queue, js)
+		s.slots.hold(1)
 	}
 	s.poke()
 }
@@ -131,6 +138,17 @@ func (s *Scheduler) remove(js *jobState) {
 	js.cancel()
 	if js.index >= 0 {
 		heap.Remove(&s.queue, js.index)
+	}
+	s.started(js)
+}
+
+// started notes that a job's first run started (or that it will never
+// run): once every first run has, second parts may take slots; s.mu is
+// held.
+func (s *Scheduler) started(js *jobState) {
+	if js.fresh {
+		js.fresh = false
+		s.slots.hold(-1)
 	}
 }
 
@@ -195,6 +213,9 @@ func (s *Scheduler) runFirst(js *jobState, slots *slots) {
 		return
 	}
 	s.delay.Observe(time.Since(js.planned).Seconds())
+	s.mu.Lock()
+	s.started(js)
+	s.mu.Unlock()
 	then := s.part(js, func(ctx context.Context) func(context.Context) {
 		if js.job.Start != nil {
 			return js.job.Start(ctx)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -126,7 +127,7 @@ func TestSchedulerExtrasNeverDelayStages(t *testing.T) {
 func TestSlotsServeStagesFirst(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var wg sync.WaitGroup
-		s := newSlots(4, &wg) // at most 2 second parts
+		s := newSlots(4, &wg, nil) // at most 2 second parts
 		var mu sync.Mutex
 		var started []string
 		release := map[string]chan struct{}{}
@@ -171,6 +172,63 @@ func TestSlotsServeStagesFirst(t *testing.T) {
 		step("x", "z")
 		for _, name := range []string{"e", "y", "z"} {
 			close(release[name])
+		}
+		wg.Wait()
+	})
+}
+
+// TestSlotsHoldSecondPartsForTheFirstRound: while a job's first run is
+// pending, no second part takes a slot, even with slots free; the last
+// first run starting releases them.
+func TestSlotsHoldSecondPartsForTheFirstRound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var wg sync.WaitGroup
+		s := newSlots(4, &wg, nil)
+		var ran atomic.Int32
+		s.hold(2)
+		s.submit(true, func() { ran.Add(1) })
+		synctest.Wait()
+		if ran.Load() != 0 {
+			t.Fatal("a second part ran while two first runs were pending")
+		}
+		s.hold(-1)
+		synctest.Wait()
+		if ran.Load() != 0 {
+			t.Fatal("a second part ran while a first run was pending")
+		}
+		s.hold(-1)
+		synctest.Wait()
+		if ran.Load() != 1 {
+			t.Fatal("the second part did not run once no first run was pending")
+		}
+		wg.Wait()
+	})
+}
+
+// TestSlotsReuseWorkers: a task submitted while a worker is parked runs on
+// that worker, not on a new goroutine (a new one grows a handshake-deep
+// stack again), and a parked worker ends after workerIdle.
+func TestSlotsReuseWorkers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var wg sync.WaitGroup
+		s := newSlots(4, &wg, nil)
+		s.submit(false, func() {})
+		synctest.Wait()
+		parked := runtime.NumGoroutine() // the test's and the parked worker
+		for range 3 {
+			block := make(chan struct{})
+			s.submit(false, func() { <-block })
+			synctest.Wait()
+			if n := runtime.NumGoroutine(); n != parked {
+				t.Fatalf("%d goroutines while a task runs, %d with a parked worker: the task did not reuse it", n, parked)
+			}
+			close(block)
+			synctest.Wait()
+		}
+		time.Sleep(workerIdle)
+		synctest.Wait()
+		if n := runtime.NumGoroutine(); n != parked-1 {
+			t.Errorf("%d goroutines after workerIdle, want %d: the parked worker did not end", n, parked-1)
 		}
 		wg.Wait()
 	})
