@@ -24,6 +24,10 @@ type extra interface {
 	// budget bounds one run of the extra; MaxRun adds the budgets of all
 	// of a prober's extras to the stages' timeout.
 	budget() time.Duration
+	// due reports whether run would do any work of its own (a sweep, a
+	// check, a trace) for the stages' result r, rather than only attach
+	// what it found before. rt.run is not set yet.
+	due(r *Result, rt route) bool
 	// run does the extra's work if it is due and records what it found in
 	// r. ctx ends with the budget or with the run.
 	run(ctx context.Context, r *Result, rt route)
@@ -94,12 +98,21 @@ func (s *sweep) budget() time.Duration { return s.timeout }
 // run sweeps when due and attaches the last complete sweep to r. A sweep
 // cut short by the end of the run is neither kept nor reported: a version
 // it had no time for would read as not accepted.
+func (s *sweep) due(r *Result, rt route) bool {
+	if rt.dial == nil || !r.ran(StageTLS) {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.accepted == nil || time.Since(s.last) >= s.interval
+}
+
 func (s *sweep) run(ctx context.Context, r *Result, rt route) {
 	if rt.dial == nil || !r.ran(StageTLS) {
 		return
 	}
+	due := s.due(r, rt)
 	s.mu.Lock()
-	due := s.accepted == nil || time.Since(s.last) >= s.interval
 	accepted := s.accepted
 	s.mu.Unlock()
 	if due {

@@ -165,7 +165,8 @@ type fakeExtra struct {
 	deadline time.Duration
 }
 
-func (f *fakeExtra) budget() time.Duration { return f.b }
+func (f *fakeExtra) budget() time.Duration        { return f.b }
+func (f *fakeExtra) due(r *Result, rt route) bool { return true }
 
 func (f *fakeExtra) run(ctx context.Context, r *Result, rt route) {
 	if f.panics {

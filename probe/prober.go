@@ -243,6 +243,22 @@ func (run *Run) Settled() bool {
 // has anything to do.
 func (run *Run) Extras() bool { return len(run.p.extras) > 0 && len(run.r.Panic) == 0 }
 
+// Due reports whether any extra has work of its own to do after these
+// stages (a sweep, a check or a trace that is due) rather than only
+// attach what it found on an earlier run. When none has, Finish is cheap
+// and may run at once, in the stages' slot.
+func (run *Run) Due() bool {
+	if !run.Extras() {
+		return false
+	}
+	for _, x := range run.p.extras {
+		if x.due(&run.r, run.rt) {
+			return true
+		}
+	}
+	return false
+}
+
 // Finish runs the extras under ctx, each within its own budget, and
 // returns the complete result. ctx is the extras' own: it may start long
 // after the stages ended. Call it once.

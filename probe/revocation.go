@@ -60,18 +60,33 @@ func newRevocation(timeout, interval time.Duration) *revocation {
 
 func (v *revocation) budget() time.Duration { return v.timeout }
 
-func (v *revocation) run(ctx context.Context, r *Result, rt route) {
+func (v *revocation) due(r *Result, rt route) bool {
+	_, _, due := v.todo(r, rt, v.now())
+	return due
+}
+
+// todo is the URLs of r's chain to check, their key, and whether a check
+// is due at now.
+func (v *revocation) todo(r *Result, rt route, now time.Time) (todo []RevocationCheck, key string, due bool) {
 	if r.TLS == nil || len(r.TLS.Chain) == 0 || rt.fetch == nil {
-		return
+		return nil, "", false
 	}
-	todo := revocationURLs(r.TLS.Chain)
-	if len(todo) == 0 {
-		return
+	if todo = revocationURLs(r.TLS.Chain); len(todo) == 0 {
+		return nil, "", false
 	}
-	key := fmt.Sprint(todo)
-	now := v.now()
+	key = fmt.Sprint(todo)
 	v.mu.Lock()
-	due := v.checks == nil || v.urls != key || now.Sub(v.last) >= v.interval
+	defer v.mu.Unlock()
+	return todo, key, v.checks == nil || v.urls != key || now.Sub(v.last) >= v.interval
+}
+
+func (v *revocation) run(ctx context.Context, r *Result, rt route) {
+	now := v.now()
+	todo, key, due := v.todo(r, rt, now)
+	if todo == nil {
+		return
+	}
+	v.mu.Lock()
 	checks := v.checks
 	v.mu.Unlock()
 	if due {

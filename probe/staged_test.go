@@ -36,6 +36,9 @@ func TestRunInTwoParts(t *testing.T) {
 	if stages.TLS == nil || stages.TLS.Accepted != nil {
 		t.Fatalf("the stages' result has the sweep already: %+v", stages.TLS)
 	}
+	if !run.Due() {
+		t.Error("the first run's sweep does not read as due")
+	}
 	r := run.Finish(context.Background())
 	assertOutcome(t, r, "", "", "")
 	if r.TLS == nil || !r.TLS.Accepted[tls.VersionTLS12] || !r.TLS.Accepted[tls.VersionTLS13] || r.TLS.Accepted[tls.VersionTLS10] {
@@ -43,6 +46,15 @@ func TestRunInTwoParts(t *testing.T) {
 	}
 	if stages.TLS.Accepted != nil || r.Start != stages.Start || r.Duration != stages.Duration {
 		t.Errorf("Finish changed the stages' result (%+v) or its timing", stages.TLS)
+	}
+	// The next run within the sweep interval has nothing due, and its
+	// Finish still attaches the last sweep.
+	run = p.Start(context.Background())
+	if run.Due() {
+		t.Error("a run within the sweep interval reads as due")
+	}
+	if r := run.Finish(context.Background()); r.TLS == nil || !r.TLS.Accepted[tls.VersionTLS13] {
+		t.Errorf("the run that was not due lost the last sweep: %+v", r.TLS)
 	}
 
 	p = New(target("legacy.reachd.test", legacy.Port), configs.Path{Name: "direct"}, env)

@@ -70,6 +70,15 @@ func (p *pathTrace) budget() time.Duration {
 // unsupportedOnce logs, once per process, that this system cannot trace.
 var unsupportedOnce sync.Once
 
+func (p *pathTrace) due(r *Result, rt route) bool {
+	if r.Err == nil || !traceReasons[r.Err.Reason] || len(rt.addrs) == 0 {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.last == nil || p.now().Sub(p.last.Start) >= p.interval
+}
+
 func (p *pathTrace) run(ctx context.Context, r *Result, rt route) {
 	if r.Err == nil || !traceReasons[r.Err.Reason] || len(rt.addrs) == 0 {
 		return

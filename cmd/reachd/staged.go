@@ -18,11 +18,17 @@ import (
 // extras may change its verdict (a failure at tls, which the sweep
 // refines). Later runs are recorded once, whole, when their extras end:
 // a result without its sweep's versions would drop series that the last
-// one had.
+// one had. A run whose extras have nothing due (most runs: a sweep is due
+// once a day) finishes at once, in its stages' slot: the extras only
+// attach what they found before.
 func (d *daemon) start(ctx context.Context, p *probe.Prober) func(context.Context) {
 	run := p.Start(ctx)
 	if !run.Extras() {
 		d.record(p, run.Stages())
+		return nil
+	}
+	if !run.Due() {
+		d.record(p, run.Finish(ctx))
 		return nil
 	}
 	early := run.Settled() && !d.store.HasResult(p.Key())
