@@ -66,6 +66,9 @@ func TestSeriesBudget(t *testing.T) {
 			for _, r := range tt.results(p) {
 				store.Record(p.Key(), r)
 			}
+			if e := store.entries[p.Key()]; len(e.Stages) > 0 {
+				t.Errorf("%d stage histograms kept while they are not exported (memory for nothing)", len(e.Stages))
+			}
 			state := NewState()
 			state.Loaded("osaka")
 			rec := httptest.NewRecorder()

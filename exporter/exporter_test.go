@@ -141,7 +141,12 @@ reachd_targets 2
 	if n := testutil.CollectAndCount(c, "reachd_probe_stage_last_duration_seconds"); n != 3 {
 		t.Errorf("%d last-run stage gauges, want 3 (a: dns, tcp; b: dns)", n)
 	}
-	store.SetStageHistograms(true)
+	store.SetStageHistograms(true) // the histograms observe the runs from now on
+	if n := testutil.CollectAndCount(c, "reachd_probe_stage_duration_seconds"); n != 0 {
+		t.Errorf("%d stage histograms before a run was recorded with stage_histograms on, want 0", n)
+	}
+	store.Record(a.Key(), okResult(a))
+	store.Record(b.Key(), badResult(b))
 	if n := testutil.CollectAndCount(c, "reachd_probe_stage_duration_seconds"); n != 3 {
 		t.Errorf("%d stage histograms with stage_histograms on, want 3", n)
 	}
@@ -150,7 +155,8 @@ reachd_targets 2
 		t.Errorf("lint: %v %v", err, problems)
 	}
 
-	// Removing a probe removes its series; the other keeps its counts.
+	// Removing a probe removes its series; the other keeps its counts (two
+	// runs of a).
 	Sync(store, []fakeProbe{a})
 	if n := testutil.CollectAndCount(c, "reachd_probe_success"); n != 1 {
 		t.Errorf("%d reachd_probe_success series after removing b", n)
@@ -159,7 +165,7 @@ reachd_targets 2
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(samples(string(text)), `reachd_probe_runs_total{host="a.reachd.test",path="direct",port="443",region="jp",result="success",target="a",vendor="acme"} 1`) {
+	if !slices.Contains(samples(string(text)), `reachd_probe_runs_total{host="a.reachd.test",path="direct",port="443",region="jp",result="success",target="a",vendor="acme"} 2`) {
 		t.Errorf("a's success count lost after a reload that kept it:\n%s", text)
 	}
 }

@@ -132,7 +132,12 @@ func (s *Store) Record(key string, r probe.Result) Transition {
 		e.Runs[0]++
 		e.Failures[FailureKey{r.Err.Stage, r.Err.Reason}]++
 	}
+	// The histograms cost 13 lines of memory a stage (12 MB at 10,000
+	// probes): they are kept only while they are exported.
 	for _, st := range r.Stages {
+		if !s.stageHistograms.Load() {
+			break
+		}
 		h := e.Stages[st.Stage]
 		if h == nil {
 			h = probe.NewHistogram(StageBuckets)
