@@ -52,7 +52,10 @@ func floor(info serverInfo, n int, every time.Duration) (time.Duration, error) {
 		if err != nil {
 			return 0, err
 		}
-		tc := tls.Client(conn, &tls.Config{ServerName: host, RootCAs: pool, NextProtos: []string{"http/1.1"}})
+		// The key exchange groups reachd offers (the agents', SChannel's
+		// order): the floor does the same handshake.
+		tc := tls.Client(conn, &tls.Config{ServerName: host, RootCAs: pool, NextProtos: []string{"http/1.1"},
+			CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384}})
 		if err := tc.Handshake(); err != nil {
 			conn.Close()
 			return 0, err
