@@ -94,6 +94,12 @@ func (r *resolver) ask(ctx context.Context, fqdn string, qtype uint16) answer {
 
 func (r *resolver) exchange(ctx context.Context, m *dns.Msg, server string) answer {
 	resp, _, err := r.first.ExchangeContext(ctx, m, server)
+	return r.judge(ctx, m, resp, err, server)
+}
+
+// judge turns the response to m (or the error in its place) into an
+// answer, asking again over TCP when a UDP answer was truncated.
+func (r *resolver) judge(ctx context.Context, m *dns.Msg, resp *dns.Msg, err error, server string) answer {
 	if err == nil && resp.Truncated && r.first.Net != "tcp" {
 		if resp, _, err = r.tcp.ExchangeContext(ctx, m, server); err != nil {
 			return answer{rcode: -1, err: classifyTruncated(ctx, server, err)}
@@ -205,14 +211,111 @@ func (r *resolver) lookup(ctx context.Context, host string) ([]netip.Addr, *Erro
 	return nil, fail(DNSNoRecords, fmt.Errorf("%s has no A or AAAA record", host)), both
 }
 
-// askBoth asks for fqdn's A and AAAA records in parallel.
+// askBoth asks for fqdn's A and AAAA records. Over UDP both questions go
+// out at once on one socket per server, as the OS's stub resolvers send
+// them (glibc, unless single-request): a socket and a goroutine less per
+// lookup. Each question moves on to the next server on its own, as ask
+// does, and its duration runs until its own answer.
 func (r *resolver) askBoth(ctx context.Context, fqdn string) [2]answer {
-	var a answer
-	var wg sync.WaitGroup
-	spawn(ctx, &wg, func() { a = r.ask(ctx, fqdn, dns.TypeA) })
-	aaaa := r.ask(ctx, fqdn, dns.TypeAAAA)
-	wg.Wait()
-	return [2]answer{a, aaaa}
+	if r.first.Net != "udp" {
+		var a answer
+		var wg sync.WaitGroup
+		spawn(ctx, &wg, func() { a = r.ask(ctx, fqdn, dns.TypeA) })
+		aaaa := r.ask(ctx, fqdn, dns.TypeAAAA)
+		wg.Wait()
+		return [2]answer{a, aaaa}
+	}
+	start := time.Now()
+	var msgs [2]*dns.Msg
+	out := [2]answer{{rcode: -1}, {rcode: -1}}
+	var done [2]bool
+	for i, qtype := range queryTypes {
+		msgs[i] = new(dns.Msg)
+		msgs[i].SetQuestion(fqdn, qtype)
+		msgs[i].SetEdns0(1232, false)
+	}
+	for i, server := range r.servers {
+		sctx, cancel := shareOf(ctx, len(r.servers)-i)
+		r.exchangeBoth(sctx, msgs, &done, &out, server, start)
+		cancel()
+		for k, a := range out {
+			done[k] = done[k] || a.err == nil || a.rcode == dns.RcodeNameError
+		}
+		if done[0] && done[1] || ctx.Err() != nil {
+			break
+		}
+	}
+	return out
+}
+
+// exchangeBoth asks server, over one UDP socket, the questions of msgs not
+// done yet, and puts each answer (with its duration since start) in out.
+func (r *resolver) exchangeBoth(ctx context.Context, msgs [2]*dns.Msg, done *[2]bool, out *[2]answer, server string, start time.Time) {
+	fail := func(k int, err error) {
+		out[k] = answer{rcode: -1, err: classifyDNS(ctx, server, err), duration: time.Since(start)}
+	}
+	conn, err := r.first.DialContext(ctx, server)
+	if err != nil {
+		for k := range msgs {
+			if !done[k] {
+				fail(k, err)
+			}
+		}
+		return
+	}
+	defer conn.Close()
+	conn.UDPSize = 1232
+	if deadline, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(deadline)
+	}
+	// A socket error (an ICMP port unreachable read back as a refused
+	// write or read) is every question's.
+	pending := func(k int) bool { return !done[k] }
+	failAll := func(err error) {
+		for k := range msgs {
+			if pending(k) {
+				fail(k, err)
+			}
+		}
+	}
+	for k, m := range msgs {
+		if pending(k) {
+			m.Id = dns.Id()
+			if err := conn.WriteMsg(m); err != nil {
+				failAll(err)
+				return
+			}
+		}
+	}
+	// Read both replies first, then judge them: a truncated one is asked
+	// again over TCP, which must not hold up reading the other.
+	var resps [2]*dns.Msg
+	awaited := func(k int) bool { return pending(k) && resps[k] == nil }
+	for awaited(0) || awaited(1) {
+		resp, err := conn.ReadMsg()
+		if err != nil {
+			for k := range msgs {
+				if awaited(k) {
+					fail(k, err)
+				}
+			}
+			break
+		}
+		for k, m := range msgs {
+			// A reply with another ID may answer an earlier query that
+			// timed out: it is ignored, as miekg/dns's exchange does.
+			if awaited(k) && resp.Id == m.Id {
+				resps[k] = resp
+				break
+			}
+		}
+	}
+	for k, m := range msgs {
+		if resps[k] != nil {
+			out[k] = r.judge(ctx, m, resps[k], nil, server)
+			out[k].duration = time.Since(start)
+		}
+	}
 }
 
 // checkResolvers asks every resolver for host's A and AAAA records, all

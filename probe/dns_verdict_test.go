@@ -1,9 +1,11 @@
 package probe
 
 import (
+	"context"
 	"encoding/binary"
 	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -108,4 +110,62 @@ func readQueryAndClose(c net.Conn) {
 		io.ReadFull(c, make([]byte, binary.BigEndian.Uint16(n[:])))
 	}
 	c.Close()
+}
+
+// TestLookupAsksBothOnOneSocket: the dns stage sends A and AAAA together
+// from one UDP socket, as stub resolvers do, and each question moves on
+// to the next server on its own: an AAAA SERVFAIL at the first server is
+// asked again at the second, the A answer of the first stands.
+func TestLookupAsksBothOnOneSocket(t *testing.T) {
+	srv := probetest.NewDNSServer(t, probetest.Records{"both.reachd.test": {A: []string{"127.0.0.1"}, AAAA: []string{"::1"}}})
+	res := newResolver(configs.Resolver{Name: "lab", Servers: []string{srv.Addr}, Protocol: "udp"})
+	addrs, err, both := res.lookup(context.Background(), "both.reachd.test")
+	if err != nil || len(addrs) != 2 {
+		t.Fatalf("lookup: %v %v", addrs, err)
+	}
+	a, aaaa := srv.Clients("both.reachd.test", dns.TypeA, "udp"), srv.Clients("both.reachd.test", dns.TypeAAAA, "udp")
+	if len(a) != 1 || len(aaaa) != 1 || a[0] != aaaa[0] {
+		t.Errorf("A asked from %v, AAAA from %v: want one query each, from one socket", a, aaaa)
+	}
+	if both[0].duration <= 0 || both[1].duration <= 0 {
+		t.Errorf("durations %v %v", both[0].duration, both[1].duration)
+	}
+
+	var mu sync.Mutex
+	asked := map[string]int{}
+	serve := func(name string, servfailAAAA bool) dns.HandlerFunc {
+		return func(w dns.ResponseWriter, req *dns.Msg) {
+			q := req.Question[0]
+			mu.Lock()
+			asked[name+" "+dns.TypeToString[q.Qtype]]++
+			mu.Unlock()
+			if q.Qtype == dns.TypeAAAA && servfailAAAA {
+				m := new(dns.Msg)
+				m.SetRcode(req, dns.RcodeServerFailure)
+				w.WriteMsg(m)
+				return
+			}
+			if q.Qtype == dns.TypeA {
+				answerA(w, req, q.Name, q.Qtype)
+				return
+			}
+			m := new(dns.Msg)
+			m.SetReply(req) // NODATA
+			w.WriteMsg(m)
+		}
+	}
+	first, second := udpDNS(t, serve("first", true)), udpDNS(t, serve("second", false))
+	res = newResolver(configs.Resolver{Name: "lab", Servers: []string{first, second}, Protocol: "udp"})
+	_, err, both = res.lookup(context.Background(), "split.reachd.test")
+	if err != nil {
+		t.Fatalf("lookup: %v", err)
+	}
+	if both[0].source != first || both[1].source != second || both[1].err != nil {
+		t.Errorf("A from %q, AAAA from %q (%v); want the first server's A and the second's AAAA", both[0].source, both[1].source, both[1].err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if asked["first A"] != 1 || asked["first AAAA"] != 1 || asked["second A"] != 0 || asked["second AAAA"] != 1 {
+		t.Errorf("queries %v: the A answered by the first server was asked again", asked)
+	}
 }

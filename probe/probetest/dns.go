@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -50,6 +51,7 @@ type DNSServer struct {
 	mu      sync.Mutex
 	records map[string]Entry // keyed by canonical name
 	queries map[queryKey]int
+	clients map[queryKey][]string // the source address of each query
 
 	udp, tcp  *dns.Server
 	done      chan struct{} // closed by Close; ends delays
@@ -70,6 +72,7 @@ func NewDNSServer(t testing.TB, records Records) *DNSServer {
 	s := &DNSServer{
 		records: make(map[string]Entry, len(records)),
 		queries: make(map[queryKey]int),
+		clients: make(map[queryKey][]string),
 		done:    make(chan struct{}),
 	}
 	for name, e := range records {
@@ -110,6 +113,14 @@ func (s *DNSServer) Set(name string, e Entry) {
 	s.records[canonicalName(name)] = e
 }
 
+// Clients returns the source addresses ("127.0.0.1:port") of the queries
+// for name and qtype that arrived over network, in arrival order.
+func (s *DNSServer) Clients(name string, qtype uint16, network string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.clients[queryKey{canonicalName(name), qtype, network}])
+}
+
 // Queries returns how many queries for name and qtype (such as dns.TypeA)
 // arrived over network, "udp" or "tcp".
 func (s *DNSServer) Queries(name string, qtype uint16, network string) int {
@@ -143,6 +154,7 @@ func (s *DNSServer) serveDNS(w dns.ResponseWriter, req *dns.Msg) {
 	name := canonicalName(q.Name)
 	s.mu.Lock()
 	s.queries[queryKey{name, q.Qtype, network}]++
+	s.clients[queryKey{name, q.Qtype, network}] = append(s.clients[queryKey{name, q.Qtype, network}], w.RemoteAddr().String())
 	e, found := s.records[name]
 	s.mu.Unlock()
 
