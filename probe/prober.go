@@ -295,7 +295,9 @@ func (p *Prober) runStages(base context.Context, r *Result) route {
 		if stageAsks {
 			rest = rest[1:]
 		}
-		spawn(ctx, &wg, func() { others = checkResolvers(ctx, rest, p.target.Host, p.target.ExpectCIDRs) })
+		if len(rest) > 0 {
+			spawn(ctx, &wg, func() { others = checkResolvers(ctx, rest, p.target.Host, p.target.ExpectCIDRs) })
+		}
 	}
 	var stage [2]answer
 	rt := p.safeStages(ctx, r, &stage)
