@@ -160,7 +160,8 @@ func (x *expo) family(f int, e *Entry) {
 	case fDuration:
 		x.gauge(name, e.labels, r.Duration.Seconds())
 	case fStageLast:
-		for _, st := range r.Stages {
+		for i := range r.Stages {
+			st := &r.Stages[i]
 			x.sample(name, e.labels)
 			x.label("stage", string(st.Stage))
 			x.value(st.Duration.Seconds())
@@ -197,15 +198,16 @@ func (x *expo) family(f int, e *Entry) {
 			x.value(1)
 		}
 	case fTLSRevocation:
-		for _, c := range r.Revocation {
+		for i := range r.Revocation {
+			c := &r.Revocation[i]
 			x.sample(name, e.labels)
 			x.label("kind", c.Kind)
 			x.label("url", c.URL)
 			x.value(bool01(c.Reachable))
 		}
 	case fDNSSuccess, fDNSDuration, fDNSAnswers, fDNSRcode:
-		for _, d := range r.DNS {
-			x.dns(f, name, e.dnsLabels, d)
+		for i := range r.DNS {
+			x.dns(f, name, e.dnsLabels, &r.DNS[i])
 		}
 	}
 }
@@ -244,7 +246,7 @@ func (x *expo) tls(f int, name, labels string, tl *probe.TLSInfo) {
 	}
 }
 
-func (x *expo) dns(f int, name, labels string, d probe.DNSResult) {
+func (x *expo) dns(f int, name, labels string, d *probe.DNSResult) {
 	if f == fDNSRcode && d.Rcode == "" {
 		return
 	}
