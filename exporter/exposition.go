@@ -2,9 +2,9 @@ package exporter
 
 import (
 	"io"
-	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -121,6 +121,13 @@ func (x *expo) value(v float64) {
 	x.b = append(x.b, '\n')
 }
 
+// seconds ends the line with a duration in seconds.
+func (x *expo) seconds(d time.Duration) {
+	x.b = append(x.b, "} "...)
+	x.b = appendSeconds(x.b, d)
+	x.b = append(x.b, '\n')
+}
+
 func (x *expo) gauge(name, labels string, v float64) {
 	x.sample(name, labels)
 	x.value(v)
@@ -158,13 +165,14 @@ func (x *expo) family(f int, e *Entry) {
 	case fSuccess:
 		x.gauge(name, e.labels, bool01(r.Success()))
 	case fDuration:
-		x.gauge(name, e.labels, r.Duration.Seconds())
+		x.sample(name, e.labels)
+		x.seconds(r.Duration)
 	case fStageLast:
 		for i := range r.Stages {
 			st := &r.Stages[i]
 			x.sample(name, e.labels)
 			x.label("stage", string(st.Stage))
-			x.value(st.Duration.Seconds())
+			x.seconds(st.Duration)
 		}
 	case fLastRun:
 		x.gauge(name, e.labels, unix(r.Start.Add(r.Duration)))
@@ -187,7 +195,8 @@ func (x *expo) family(f int, e *Entry) {
 		}
 	case fHTTPSkew:
 		if r.HTTP != nil && r.HTTP.HasDate {
-			x.gauge(name, e.labels, r.HTTP.ClockSkew.Seconds())
+			x.sample(name, e.labels)
+			x.seconds(r.HTTP.ClockSkew)
 		}
 	case fTraceLastHop, fTraceHops:
 		if hop, ttl, ok := traceSeries(r); ok && f == fTraceHops {
@@ -257,7 +266,7 @@ func (x *expo) dns(f int, name, labels string, d *probe.DNSResult) {
 	case fDNSSuccess:
 		x.value(bool01(d.Success))
 	case fDNSDuration:
-		x.value(d.Duration.Seconds())
+		x.seconds(d.Duration)
 	case fDNSAnswers:
 		x.value(float64(len(d.Answers)))
 	case fDNSRcode:
@@ -312,19 +321,6 @@ var leLabels = func() []string {
 	}
 	return out
 }()
-
-// appendFloat formats like the Prometheus text encoder.
-func appendFloat(b []byte, f float64) []byte {
-	switch {
-	case math.IsInf(f, 1):
-		return append(b, "+Inf"...)
-	case math.IsInf(f, -1):
-		return append(b, "-Inf"...)
-	case math.IsNaN(f):
-		return append(b, "NaN"...)
-	}
-	return strconv.AppendFloat(b, f, 'g', -1, 64)
-}
 
 var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 
