@@ -26,12 +26,13 @@ import (
 // family is one per-probe metric family, in exposition order.
 type family struct {
 	name, help, typ string
+	open            string // `name{`, which starts each sample
 }
 
 // newFamily takes the family's descriptor so that package initialisation
 // creates it (and records its help) first.
 func newFamily(_ *prometheus.Desc, name, typ string) family {
-	return family{name: name, typ: typ, help: helps[name]}
+	return family{name: name, typ: typ, help: helps[name], open: name + "{"}
 }
 
 // Indexes into families, one per per-probe metric.
@@ -101,17 +102,16 @@ type expo struct {
 	counts []uint64 // scratch for histogram buckets
 }
 
-// sample starts `name{labels`; label adds `,name="value"`; value ends the line.
-func (x *expo) sample(name, labels string) {
-	x.b = append(x.b, name...)
-	x.b = append(x.b, '{')
+// A sample is sample(open, labels), `name{` and the entry's labels; then
+// label(key, value) for each of its own labels, key `,name="`; then value
+// or seconds, which end the line. Each part is one append.
+func (x *expo) sample(open, labels string) {
+	x.b = append(x.b, open...)
 	x.b = append(x.b, labels...)
 }
 
-func (x *expo) label(name, value string) {
-	x.b = append(x.b, ',')
-	x.b = append(x.b, name...)
-	x.b = append(x.b, `="`...)
+func (x *expo) label(key, value string) {
+	x.b = append(x.b, key...)
 	x.b = appendEscaped(x.b, value)
 	x.b = append(x.b, '"')
 }
@@ -129,8 +129,8 @@ func (x *expo) seconds(d time.Duration) {
 	x.b = append(x.b, '\n')
 }
 
-func (x *expo) gauge(name, labels string, v float64) {
-	x.sample(name, labels)
+func (x *expo) gauge(open, labels string, v float64) {
+	x.sample(open, labels)
 	x.value(v)
 }
 
@@ -151,7 +151,7 @@ func (x *expo) histogram(labels, stage string, h *probe.Histogram) {
 	x.counts = counts
 	start := len(x.b)
 	x.sample(stageBucket, labels)
-	x.label("stage", stage)
+	x.label(`,stage="`, stage)
 	prefix := len(x.b) - start
 	for i, n := range counts {
 		if i > 0 {
@@ -166,17 +166,17 @@ func (x *expo) histogram(labels, stage string, h *probe.Histogram) {
 	x.b = strconv.AppendUint(x.b, count, 10)
 	x.b = append(x.b, '\n')
 	x.sample(stageSum, labels)
-	x.label("stage", stage)
+	x.label(`,stage="`, stage)
 	x.value(sum)
 	x.sample(stageCount, labels)
-	x.label("stage", stage)
+	x.label(`,stage="`, stage)
 	x.value(float64(count))
 }
 
 const (
-	stageBucket = "reachd_probe_stage_duration_seconds_bucket"
-	stageSum    = "reachd_probe_stage_duration_seconds_sum"
-	stageCount  = "reachd_probe_stage_duration_seconds_count"
+	stageBucket = "reachd_probe_stage_duration_seconds_bucket{"
+	stageSum    = "reachd_probe_stage_duration_seconds_sum{"
+	stageCount  = "reachd_probe_stage_duration_seconds_count{"
 )
 
 // stageOrder is the order stage histograms are written in.

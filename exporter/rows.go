@@ -172,19 +172,19 @@ func (x *scrape) reset() {
 
 // family appends family f's samples of rw.
 func (x *scrape) family(f int, rw *row) {
-	name := families[f].name
+	open := families[f].open
 	switch f {
 	case fRuns:
 		for i, result := range [2]string{"failure", "success"} {
-			x.sample(name, rw.labels)
-			x.label("result", result)
+			x.sample(open, rw.labels)
+			x.label(`,result="`, result)
 			x.value(float64(rw.runs[i]))
 		}
 	case fFailures:
 		for _, fr := range x.failures[rw.failures.from:rw.failures.to] {
-			x.sample(name, rw.labels)
-			x.label("stage", string(fr.key.Stage))
-			x.label("reason", string(fr.key.Reason))
+			x.sample(open, rw.labels)
+			x.label(`,stage="`, string(fr.key.Stage))
+			x.label(`,reason="`, string(fr.key.Reason))
 			x.value(float64(fr.n))
 		}
 	}
@@ -193,74 +193,74 @@ func (x *scrape) family(f int, rw *row) {
 	}
 	switch f {
 	case fSuccess:
-		x.gauge(name, rw.labels, bool01(rw.success))
+		x.gauge(open, rw.labels, bool01(rw.success))
 	case fDuration:
-		x.sample(name, rw.labels)
+		x.sample(open, rw.labels)
 		x.seconds(rw.duration)
 	case fStageLast:
 		for _, st := range x.stages[rw.stages.from:rw.stages.to] {
-			x.sample(name, rw.labels)
-			x.label("stage", string(st.stage))
+			x.sample(open, rw.labels)
+			x.label(`,stage="`, string(st.stage))
 			x.seconds(st.duration)
 		}
 	case fLastRun:
-		x.gauge(name, rw.labels, rw.lastRun)
+		x.gauge(open, rw.labels, rw.lastRun)
 	case fLastSuccess:
 		if rw.succeeded {
-			x.gauge(name, rw.labels, rw.lastSuccess)
+			x.gauge(open, rw.labels, rw.lastSuccess)
 		}
 	case fReason:
 		if rw.failure != nil {
-			x.sample(name, rw.labels)
-			x.label("stage", string(rw.failure.Stage))
-			x.label("reason", string(rw.failure.Reason))
+			x.sample(open, rw.labels)
+			x.label(`,stage="`, string(rw.failure.Stage))
+			x.label(`,reason="`, string(rw.failure.Reason))
 			x.value(1)
 		}
 	case fTLSAccepted, fTLSNegotiated, fTLSIntercepted, fTLSIssuer, fTLSNotAfter:
-		x.tls(f, name, rw.labels, &rw.tls)
+		x.tls(f, open, rw.labels, &rw.tls)
 	case fHTTPStatus:
 		if rw.hasHTTP {
-			x.gauge(name, rw.labels, float64(rw.http.Status))
+			x.gauge(open, rw.labels, float64(rw.http.Status))
 		}
 	case fHTTPSkew:
 		if rw.hasHTTP && rw.http.HasDate {
-			x.sample(name, rw.labels)
+			x.sample(open, rw.labels)
 			x.seconds(rw.http.ClockSkew)
 		}
 	case fTraceLastHop:
 		if rw.traced && rw.hop != "" {
-			x.sample(name, rw.labels)
-			x.label("hop", rw.hop)
+			x.sample(open, rw.labels)
+			x.label(`,hop="`, rw.hop)
 			x.value(1)
 		}
 	case fTraceHops:
 		if rw.traced {
-			x.gauge(name, rw.labels, float64(rw.ttl))
+			x.gauge(open, rw.labels, float64(rw.ttl))
 		}
 	case fTLSRevocation:
 		for i := range rw.revocation {
 			c := &rw.revocation[i]
-			x.sample(name, rw.labels)
-			x.label("kind", c.Kind)
-			x.label("url", c.URL)
+			x.sample(open, rw.labels)
+			x.label(`,kind="`, c.Kind)
+			x.label(`,url="`, c.URL)
 			x.value(bool01(c.Reachable))
 		}
 	case fDNSSuccess, fDNSDuration, fDNSAnswers, fDNSRcode:
 		for i := rw.dns.from; i < rw.dns.to; i++ {
-			x.dnsSample(f, name, rw.dnsLabels, &x.dns[i])
+			x.dnsSample(f, open, rw.dnsLabels, &x.dns[i])
 		}
 	}
 }
 
-func (x *scrape) tls(f int, name, labels string, tl *tlsRow) {
+func (x *scrape) tls(f int, open, labels string, tl *tlsRow) {
 	if !tl.present {
 		return
 	}
 	if f == fTLSAccepted {
 		for i, v := range probe.TLSVersions {
 			if tl.swept&(1<<i) != 0 {
-				x.sample(name, labels)
-				x.label("version", probe.TLSVersionName(v))
+				x.sample(open, labels)
+				x.label(`,version="`, probe.TLSVersionName(v))
 				x.value(bool01(tl.accepted&(1<<i) != 0))
 			}
 		}
@@ -271,28 +271,28 @@ func (x *scrape) tls(f int, name, labels string, tl *tlsRow) {
 	}
 	switch f {
 	case fTLSNegotiated:
-		x.sample(name, labels)
-		x.label("version", probe.TLSVersionName(tl.version))
-		x.label("cipher", tl.cipher)
+		x.sample(open, labels)
+		x.label(`,version="`, probe.TLSVersionName(tl.version))
+		x.label(`,cipher="`, tl.cipher)
 		x.value(1)
 	case fTLSIntercepted:
-		x.gauge(name, labels, bool01(tl.intercepted))
+		x.gauge(open, labels, bool01(tl.intercepted))
 	case fTLSIssuer:
-		x.sample(name, labels)
-		x.label("issuer", tl.issuer)
+		x.sample(open, labels)
+		x.label(`,issuer="`, tl.issuer)
 		x.value(1)
 	case fTLSNotAfter:
-		x.gauge(name, labels, tl.notAfter)
+		x.gauge(open, labels, tl.notAfter)
 	}
 }
 
-func (x *scrape) dnsSample(f int, name, labels string, d *dnsRow) {
+func (x *scrape) dnsSample(f int, open, labels string, d *dnsRow) {
 	if f == fDNSRcode && d.rcode == "" {
 		return
 	}
-	x.sample(name, labels)
-	x.label("resolver", d.resolver)
-	x.label("qtype", d.qtype)
+	x.sample(open, labels)
+	x.label(`,resolver="`, d.resolver)
+	x.label(`,qtype="`, d.qtype)
 	switch f {
 	case fDNSSuccess:
 		x.value(bool01(d.success))
@@ -301,7 +301,7 @@ func (x *scrape) dnsSample(f int, name, labels string, d *dnsRow) {
 	case fDNSAnswers:
 		x.value(float64(d.answers))
 	case fDNSRcode:
-		x.label("rcode", d.rcode)
+		x.label(`,rcode="`, d.rcode)
 		x.value(1)
 	}
 }
