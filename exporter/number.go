@@ -45,6 +45,9 @@ func appendFloat(b []byte, f float64) []byte {
 // below a million, else its digits without trailing zeros, in the 'e'
 // form.
 func appendInteger(b []byte, i int64) []byte {
+	if i >= 0 && i < 10 {
+		return append(b, byte('0'+i)) // the most common: 0 and 1
+	}
 	if i > -1e6 && i < 1e6 {
 		return strconv.AppendInt(b, i, 10)
 	}
