@@ -81,7 +81,7 @@ type stageRow struct {
 type dnsRow struct {
 	resolver, qtype, rcode string
 	duration               time.Duration
-	answers                int
+	answers                int32
 	success                bool
 }
 
@@ -155,7 +155,7 @@ func (x *scrape) add(e *Entry) {
 	from = len(x.dns)
 	for i := range r.DNS {
 		d := &r.DNS[i]
-		x.dns = append(x.dns, dnsRow{d.Resolver, d.QType, d.Rcode, d.Duration, len(d.Answers), d.Success})
+		x.dns = append(x.dns, dnsRow{d.Resolver, d.QType, d.Rcode, d.Duration, int32(len(d.Answers)), d.Success})
 	}
 	rw.dns = span{int32(from), int32(len(x.dns))}
 }
