@@ -93,7 +93,7 @@ func BenchmarkScrape10kSocket(b *testing.B) {
 	state.Loaded("bench")
 	srv := httptest.NewServer(NewServer(store, state, ServerOptions{Logger: slog.New(slog.DiscardHandler)}).Handler())
 	b.Cleanup(srv.Close)
-	scrape := func() int64 {
+	get := func() int64 {
 		resp, err := srv.Client().Get(srv.URL + "/metrics")
 		if err != nil {
 			b.Fatal(err)
@@ -105,10 +105,10 @@ func BenchmarkScrape10kSocket(b *testing.B) {
 		}
 		return n
 	}
-	scrape()
+	get()
 	var n int64
 	for b.Loop() {
-		n = scrape()
+		n = get()
 	}
 	b.ReportMetric(float64(n)/1e6, "MB/scrape")
 }

@@ -36,14 +36,14 @@ func TestScrapeWhileProbesRun(t *testing.T) {
 	for _, p := range probes {
 		store.Record(p.Key(), okResult(p))
 	}
-	scrape := func() []byte {
+	get := func() []byte {
 		var b bytes.Buffer
 		if err := store.writeProbeFamilies(&b); err != nil {
 			t.Error(err)
 		}
 		return b.Bytes()
 	}
-	before := scrape()
+	before := get()
 
 	var wg sync.WaitGroup
 	done := make(chan struct{})
@@ -70,7 +70,7 @@ func TestScrapeWhileProbesRun(t *testing.T) {
 					return
 				default:
 				}
-				body := scrape()
+				body := get()
 				parser := expfmt.NewTextParser(model.LegacyValidation)
 				if _, err := parser.TextToMetricFamilies(bytes.NewReader(body)); err != nil {
 					t.Errorf("a scrape while probes run is not valid exposition text: %v", err)
@@ -85,7 +85,7 @@ func TestScrapeWhileProbesRun(t *testing.T) {
 	for _, p := range probes {
 		store.Record(p.Key(), okResult(p))
 	}
-	after := scrape()
+	after := get()
 	drop := func(b []byte) string {
 		var keep []string
 		for _, l := range strings.Split(string(b), "\n") {
