@@ -2,9 +2,9 @@ package exporter
 
 import (
 	"io"
-	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -15,22 +15,24 @@ import (
 // The per-probe part of /metrics is the bulk of a scrape (about 12 KB per
 // probe, 120 MB at 10,000 probes). Through the registry it cost seconds per
 // scrape: const metrics, protobuf structs, sorting, then text encoding. So
-// /metrics writes the per-probe families itself, straight from the store:
-// each entry keeps its escaped label set, and a scrape appends samples
-// family by family in chunks, holding the store's read lock only while it
-// fills a chunk, so a slow scraper never stalls the probes. Collector
+// /metrics writes the per-probe families itself, from the store: each
+// entry keeps its escaped label set, a scrape copies the values it prints
+// (rows.go), holding the store's read lock only while it copies a chunk of
+// entries, so a slow scraper never stalls the probes, then appends samples
+// family by family in chunks, writing each as it fills. Collector
 // emits the same samples as const metrics for /probe and as the reference
 // TestExpositionMatchesCollector compares /metrics with.
 
 // family is one per-probe metric family, in exposition order.
 type family struct {
 	name, help, typ string
+	open            string // `name{`, which starts each sample
 }
 
 // newFamily takes the family's descriptor so that package initialisation
 // creates it (and records its help) first.
 func newFamily(_ *prometheus.Desc, name, typ string) family {
-	return family{name: name, typ: typ, help: helps[name]}
+	return family{name: name, typ: typ, help: helps[name], open: name + "{"}
 }
 
 // Indexes into families, one per per-probe metric.
@@ -100,18 +102,17 @@ type expo struct {
 	counts []uint64 // scratch for histogram buckets
 }
 
-// sample starts `name{labels`; label adds `,name="value"`; value ends the line.
-func (x *expo) sample(name, labels string) {
-	x.b = append(x.b, name...)
-	x.b = append(x.b, '{')
+// A sample is sample(open, labels), `name{` and the entry's labels; then
+// label(key, value) for each of its own labels, key `,name="`; then value
+// or seconds, which end the line. Each part is one append.
+func (x *expo) sample(open, labels string) {
+	x.b = append(x.b, open...)
 	x.b = append(x.b, labels...)
 }
 
-func (x *expo) label(name, value string) {
-	x.b = append(x.b, ',')
-	x.b = append(x.b, name...)
-	x.b = append(x.b, `="`...)
-	x.b = append(x.b, escape(value)...)
+func (x *expo) label(key, value string) {
+	x.b = append(x.b, key...)
+	x.b = appendEscaped(x.b, value)
 	x.b = append(x.b, '"')
 }
 
@@ -121,146 +122,25 @@ func (x *expo) value(v float64) {
 	x.b = append(x.b, '\n')
 }
 
-func (x *expo) gauge(name, labels string, v float64) {
-	x.sample(name, labels)
+// seconds ends the line with a duration in seconds.
+func (x *expo) seconds(d time.Duration) {
+	x.b = append(x.b, "} "...)
+	x.b = appendSeconds(x.b, d)
+	x.b = append(x.b, '\n')
+}
+
+func (x *expo) gauge(open, labels string, v float64) {
+	x.sample(open, labels)
 	x.value(v)
 }
 
-// family appends family f's samples of entry e.
-func (x *expo) family(f int, e *Entry) {
-	name := families[f].name
-	r := e.Last
-	switch f {
-	case fRuns:
-		for i, result := range [2]string{"failure", "success"} {
-			x.sample(name, e.labels)
-			x.label("result", result)
-			x.value(float64(e.Runs[i]))
+// histograms appends the stage histograms of e; the caller holds the
+// store's read lock.
+func (x *expo) histograms(e *Entry) {
+	for _, stage := range stageOrder {
+		if h := e.Stages[stage]; h != nil {
+			x.histogram(e.labels, string(stage), h)
 		}
-	case fFailures:
-		for k, n := range e.Failures {
-			x.sample(name, e.labels)
-			x.label("stage", string(k.Stage))
-			x.label("reason", string(k.Reason))
-			x.value(float64(n))
-		}
-	case fStage:
-		for _, stage := range stageOrder {
-			if h := e.Stages[stage]; h != nil {
-				x.histogram(e.labels, string(stage), h)
-			}
-		}
-	}
-	if r == nil {
-		return
-	}
-	switch f {
-	case fSuccess:
-		x.gauge(name, e.labels, bool01(r.Success()))
-	case fDuration:
-		x.gauge(name, e.labels, r.Duration.Seconds())
-	case fStageLast:
-		for _, st := range r.Stages {
-			x.sample(name, e.labels)
-			x.label("stage", string(st.Stage))
-			x.value(st.Duration.Seconds())
-		}
-	case fLastRun:
-		x.gauge(name, e.labels, unix(r.Start.Add(r.Duration)))
-	case fLastSuccess:
-		if !e.LastSuccess.IsZero() {
-			x.gauge(name, e.labels, unix(e.LastSuccess))
-		}
-	case fReason:
-		if r.Err != nil {
-			x.sample(name, e.labels)
-			x.label("stage", string(r.Err.Stage))
-			x.label("reason", string(r.Err.Reason))
-			x.value(1)
-		}
-	case fTLSAccepted, fTLSNegotiated, fTLSIntercepted, fTLSIssuer, fTLSNotAfter:
-		x.tls(f, name, e.labels, r.TLS)
-	case fHTTPStatus:
-		if r.HTTP != nil {
-			x.gauge(name, e.labels, float64(r.HTTP.Status))
-		}
-	case fHTTPSkew:
-		if r.HTTP != nil && r.HTTP.HasDate {
-			x.gauge(name, e.labels, r.HTTP.ClockSkew.Seconds())
-		}
-	case fTraceLastHop, fTraceHops:
-		if hop, ttl, ok := traceSeries(r); ok && f == fTraceHops {
-			x.gauge(name, e.labels, float64(ttl))
-		} else if ok && hop != "" {
-			x.sample(name, e.labels)
-			x.label("hop", hop)
-			x.value(1)
-		}
-	case fTLSRevocation:
-		for _, c := range r.Revocation {
-			x.sample(name, e.labels)
-			x.label("kind", c.Kind)
-			x.label("url", c.URL)
-			x.value(bool01(c.Reachable))
-		}
-	case fDNSSuccess, fDNSDuration, fDNSAnswers, fDNSRcode:
-		for _, d := range r.DNS {
-			x.dns(f, name, e.dnsLabels, d)
-		}
-	}
-}
-
-func (x *expo) tls(f int, name, labels string, tl *probe.TLSInfo) {
-	if tl == nil {
-		return
-	}
-	if f == fTLSAccepted {
-		for _, v := range probe.TLSVersions {
-			if ok, swept := tl.Accepted[v]; swept {
-				x.sample(name, labels)
-				x.label("version", probe.TLSVersionName(v))
-				x.value(bool01(ok))
-			}
-		}
-		return
-	}
-	if tl.Version == 0 {
-		return
-	}
-	switch f {
-	case fTLSNegotiated:
-		x.sample(name, labels)
-		x.label("version", probe.TLSVersionName(tl.Version))
-		x.label("cipher", tl.Cipher)
-		x.value(1)
-	case fTLSIntercepted:
-		x.gauge(name, labels, bool01(tl.Intercepted))
-	case fTLSIssuer:
-		x.sample(name, labels)
-		x.label("issuer", tl.Issuer)
-		x.value(1)
-	case fTLSNotAfter:
-		x.gauge(name, labels, unix(tl.NotAfter))
-	}
-}
-
-func (x *expo) dns(f int, name, labels string, d probe.DNSResult) {
-	if f == fDNSRcode && d.Rcode == "" {
-		return
-	}
-	x.sample(name, labels)
-	x.label("resolver", d.Resolver)
-	x.label("qtype", d.QType)
-	switch f {
-	case fDNSSuccess:
-		x.value(bool01(d.Success))
-	case fDNSDuration:
-		x.value(d.Duration.Seconds())
-	case fDNSAnswers:
-		x.value(float64(len(d.Answers)))
-	case fDNSRcode:
-		x.label("rcode", d.Rcode)
-		x.value(1)
 	}
 }
 
@@ -271,7 +151,7 @@ func (x *expo) histogram(labels, stage string, h *probe.Histogram) {
 	x.counts = counts
 	start := len(x.b)
 	x.sample(stageBucket, labels)
-	x.label("stage", stage)
+	x.label(`,stage="`, stage)
 	prefix := len(x.b) - start
 	for i, n := range counts {
 		if i > 0 {
@@ -286,17 +166,17 @@ func (x *expo) histogram(labels, stage string, h *probe.Histogram) {
 	x.b = strconv.AppendUint(x.b, count, 10)
 	x.b = append(x.b, '\n')
 	x.sample(stageSum, labels)
-	x.label("stage", stage)
+	x.label(`,stage="`, stage)
 	x.value(sum)
 	x.sample(stageCount, labels)
-	x.label("stage", stage)
+	x.label(`,stage="`, stage)
 	x.value(float64(count))
 }
 
 const (
-	stageBucket = "reachd_probe_stage_duration_seconds_bucket"
-	stageSum    = "reachd_probe_stage_duration_seconds_sum"
-	stageCount  = "reachd_probe_stage_duration_seconds_count"
+	stageBucket = "reachd_probe_stage_duration_seconds_bucket{"
+	stageSum    = "reachd_probe_stage_duration_seconds_sum{"
+	stageCount  = "reachd_probe_stage_duration_seconds_count{"
 )
 
 // stageOrder is the order stage histograms are written in.
@@ -311,26 +191,33 @@ var leLabels = func() []string {
 	return out
 }()
 
-// appendFloat formats like the Prometheus text encoder.
-func appendFloat(b []byte, f float64) []byte {
-	switch {
-	case math.IsInf(f, 1):
-		return append(b, "+Inf"...)
-	case math.IsInf(f, -1):
-		return append(b, "-Inf"...)
-	case math.IsNaN(f):
-		return append(b, "NaN"...)
-	}
-	return strconv.AppendFloat(b, f, 'g', -1, 64)
-}
-
 var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 
 func escape(s string) string {
-	if !strings.ContainsAny(s, "\\\"\n") {
+	if !needsEscape(s) {
 		return s
 	}
 	return labelEscaper.Replace(s)
+}
+
+// appendEscaped appends the label value s, escaped.
+func appendEscaped(b []byte, s string) []byte {
+	if needsEscape(s) {
+		return append(b, labelEscaper.Replace(s)...)
+	}
+	return append(b, s...)
+}
+
+// needsEscape reports whether s holds a byte to escape in a label value.
+// Label values are short: a loop over their bytes beats
+// strings.ContainsAny, which was a tenth of a scrape.
+func needsEscape(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '\\' || c == '"' || c == '\n' {
+			return true
+		}
+	}
+	return false
 }
 
 var helpEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
@@ -342,20 +229,22 @@ func (s *Store) SetStageHistograms(on bool) { s.stageHistograms.Store(on) }
 // StageHistograms reports whether the stage histograms are exported.
 func (s *Store) StageHistograms() bool { return s.stageHistograms.Load() }
 
-// chunkSize is how much a scrape renders per hold of the store's lock.
+// chunkSize is how much a scrape renders before it writes.
 const chunkSize = 256 << 10
 
 // writeProbeFamilies writes every per-probe family: its HELP and TYPE, then
-// the samples of each entry, rendered in chunks under the read lock.
+// the samples of each entry, rendered in chunks from a copy of the store
+// (rows.go).
 func (s *Store) writeProbeFamilies(w io.Writer) error {
-	s.mu.RLock()
-	entries := make([]*Entry, len(s.keys))
-	for i, k := range s.keys {
-		entries[i] = s.entries[k]
+	x := s.scrape.Swap(nil) // nil while another scrape runs
+	if x == nil {
+		x = &scrape{expo: expo{b: make([]byte, 0, chunkSize+16<<10)}}
 	}
-	s.mu.RUnlock()
-
-	x := &expo{b: make([]byte, 0, chunkSize+16<<10)}
+	defer func() {
+		x.reset()
+		s.scrape.Store(x)
+	}()
+	s.copyRows(x)
 	flush := func() error {
 		_, err := w.Write(x.b)
 		x.b = x.b[:0]
@@ -375,12 +264,20 @@ func (s *Store) writeProbeFamilies(w io.Writer) error {
 		x.b = append(x.b, ' ')
 		x.b = append(x.b, fam.typ...)
 		x.b = append(x.b, '\n')
-		for i := 0; i < len(entries); {
-			s.mu.RLock()
-			for ; i < len(entries) && len(x.b) < chunkSize; i++ {
-				x.family(f, entries[i])
+		for i := 0; i < len(x.rows); {
+			if f == fStage {
+				// The histograms change with every run: they are read
+				// from the entries, under the lock.
+				s.mu.RLock()
+				for ; i < len(x.rows) && len(x.b) < chunkSize; i++ {
+					x.histograms(x.entries[i])
+				}
+				s.mu.RUnlock()
+			} else {
+				for ; i < len(x.rows) && len(x.b) < chunkSize; i++ {
+					x.family(f, &x.rows[i])
+				}
 			}
-			s.mu.RUnlock()
 			if len(x.b) >= chunkSize {
 				if err := flush(); err != nil {
 					return err

@@ -21,7 +21,7 @@ func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", string(textFormat))
-	bw := bufio.NewWriterSize(w, 256<<10)
+	bw := bufio.NewWriterSize(w, 32<<10) // the registry's part: about 10 KB
 	enc := expfmt.NewEncoder(bw, textFormat)
 	for _, mf := range mfs {
 		if err := enc.Encode(mf); err != nil {
@@ -29,9 +29,13 @@ func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
 			return
 		}
 	}
-	if err := s.store.writeProbeFamilies(bw); err != nil {
+	// The per-probe families come in chunks of their own (256 KB): they
+	// go to w directly rather than through bw, which would copy them.
+	if err := bw.Flush(); err != nil {
 		s.logger.Debug("writing /metrics", "err", err)
 		return
 	}
-	bw.Flush()
+	if err := s.store.writeProbeFamilies(w); err != nil {
+		s.logger.Debug("writing /metrics", "err", err)
+	}
 }

@@ -28,6 +28,9 @@ type Store struct {
 	// stageHistograms exports the per-probe stage histograms ([metrics]
 	// stage_histograms); off by default, for the series budget.
 	stageHistograms atomic.Bool
+	// scrape is the scratch of the last GET /metrics, kept for the next
+	// (exposition.go).
+	scrape atomic.Pointer[scrape]
 }
 
 // Entry is one probe's state. Its fields change only under the store's
