@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"context"
 	"io"
 	"strconv"
 	"strings"
@@ -234,8 +235,10 @@ const chunkSize = 256 << 10
 
 // writeProbeFamilies writes every per-probe family: its HELP and TYPE, then
 // the samples of each entry, rendered in chunks from a copy of the store
-// (rows.go).
-func (s *Store) writeProbeFamilies(w io.Writer) error {
+// (rows.go). It stops when ctx ends: a client that left (reachbench reads
+// only the head of /metrics for its samples) would otherwise hold the
+// scratch, and a scrape that follows at once would build one of its own.
+func (s *Store) writeProbeFamilies(ctx context.Context, w io.Writer) error {
 	x := s.scrape.Swap(nil) // nil while another scrape runs
 	if x == nil {
 		x = &scrape{expo: expo{b: make([]byte, 0, chunkSize+16<<10)}}
@@ -244,7 +247,9 @@ func (s *Store) writeProbeFamilies(w io.Writer) error {
 		x.reset()
 		s.scrape.Store(x)
 	}()
-	s.copyRows(x)
+	if err := s.copyRows(ctx, x); err != nil {
+		return err
+	}
 	flush := func() error {
 		_, err := w.Write(x.b)
 		x.b = x.b[:0]
@@ -279,6 +284,9 @@ func (s *Store) writeProbeFamilies(w io.Writer) error {
 				}
 			}
 			if len(x.b) >= chunkSize {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
 				if err := flush(); err != nil {
 					return err
 				}

@@ -90,7 +90,7 @@ func TestProbeFamiliesGolden(t *testing.T) {
 	} {
 		t.Run(tt.file, func(t *testing.T) {
 			var got bytes.Buffer
-			if err := goldenStore(tt.histograms).writeProbeFamilies(&got); err != nil {
+			if err := goldenStore(tt.histograms).writeProbeFamilies(t.Context(), &got); err != nil {
 				t.Fatal(err)
 			}
 			path := filepath.Join("testdata", tt.file)

@@ -13,7 +13,7 @@ var textFormat = expfmt.NewFormat(expfmt.TypeTextPlain)
 // (the daemon's own, Go and process), then the per-probe families written
 // straight from the store. It does not compress: at thousands of probes gzip would
 // cost more CPU than the scrape itself.
-func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	mfs, err := s.registry.Gather()
 	if err != nil {
 		s.logger.Error("gathering metrics", "err", err)
@@ -35,7 +35,7 @@ func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
 		s.logger.Debug("writing /metrics", "err", err)
 		return
 	}
-	if err := s.store.writeProbeFamilies(w); err != nil {
+	if err := s.store.writeProbeFamilies(r.Context(), w); err != nil {
 		s.logger.Debug("writing /metrics", "err", err)
 	}
 }

@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"context"
 	"slices"
 	"time"
 
@@ -93,8 +94,9 @@ type failureRow struct {
 // copyChunk is how many entries are copied per hold of the store's lock.
 const copyChunk = 256
 
-// copyRows copies the store's entries, in key order, into x.
-func (s *Store) copyRows(x *scrape) {
+// copyRows copies the store's entries, in key order, into x, unless ctx
+// ends first.
+func (s *Store) copyRows(ctx context.Context, x *scrape) error {
 	s.mu.RLock()
 	for _, k := range s.keys {
 		x.entries = append(x.entries, s.entries[k])
@@ -102,12 +104,16 @@ func (s *Store) copyRows(x *scrape) {
 	s.mu.RUnlock()
 	x.rows = slices.Grow(x.rows, len(x.entries))
 	for i := 0; i < len(x.entries); {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		s.mu.RLock()
 		for end := min(i+copyChunk, len(x.entries)); i < end; i++ {
 			x.add(x.entries[i])
 		}
 		s.mu.RUnlock()
 	}
+	return nil
 }
 
 // add appends the row of e.

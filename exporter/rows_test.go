@@ -2,6 +2,8 @@ package exporter
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -38,7 +40,7 @@ func TestScrapeWhileProbesRun(t *testing.T) {
 	}
 	get := func() []byte {
 		var b bytes.Buffer
-		if err := store.writeProbeFamilies(&b); err != nil {
+		if err := store.writeProbeFamilies(t.Context(), &b); err != nil {
 			t.Error(err)
 		}
 		return b.Bytes()
@@ -97,5 +99,28 @@ func TestScrapeWhileProbesRun(t *testing.T) {
 	}
 	if drop(after) != drop(before) {
 		t.Errorf("a scrape of the same results differs after the concurrent ones")
+	}
+}
+
+// TestScrapeStopsWhenTheClientLeaves: a scrape whose request ended writes
+// nothing more and gives its scratch back.
+func TestScrapeStopsWhenTheClientLeaves(t *testing.T) {
+	store := NewStore()
+	probes := make([]fakeProbe, 2000)
+	for i := range probes {
+		probes[i] = fake(fmt.Sprintf("t%04d", i))
+	}
+	Sync(store, probes)
+	for _, p := range probes {
+		store.Record(p.Key(), okResult(p))
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	var b bytes.Buffer
+	if err := store.writeProbeFamilies(ctx, &b); !errors.Is(err, context.Canceled) || b.Len() > 0 {
+		t.Errorf("after the client left: %v, %d bytes written", err, b.Len())
+	}
+	if store.scrape.Load() == nil {
+		t.Error("the scratch was not given back")
 	}
 }
