@@ -212,11 +212,14 @@ func (s *Scheduler) runFirst(js *jobState, slots *slots) {
 	if js.ctx.Err() != nil {
 		return
 	}
-	s.delay.Observe(time.Since(js.planned).Seconds())
 	s.mu.Lock()
 	s.started(js)
 	s.mu.Unlock()
 	then := s.part(js, func(ctx context.Context) func(context.Context) {
+		// Observed in flight: a run counted in the delay histogram is in
+		// reachd_scheduler_inflight until it ends, so a reader that sees
+		// every run counted and none in flight sees every result.
+		s.delay.Observe(time.Since(js.planned).Seconds())
 		if js.job.Start != nil {
 			return js.job.Start(ctx)
 		}
