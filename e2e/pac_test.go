@@ -27,6 +27,8 @@ function FindProxyForURL(url, host) {
 		return "DIRECT";
 	if (host == "via-a.reachd.test")
 		return "PROXY SQUID_A";
+	if (host == "crl.reachd.test")
+		return "PROXY DEAD; PROXY SQUID_A";
 	if (host == "failover.reachd.test")
 		return "PROXY DEAD; PROXY SQUID_B; DIRECT";
 	if (shExpMatch(host, "all-dead.*"))
@@ -72,7 +74,9 @@ func servePAC(t *testing.T, ln net.Listener, path, body string) {
 // found by WPAD (wpad.corp.reachd.test, named by the test's DNS) choose
 // per target between two real squids and DIRECT; reachd falls over a dead
 // proxy to the next entry and reports which one carried each probe, and
-// squid's own logs agree.
+// squid's own logs agree. A plain-HTTP CRL host on port 80 goes to the
+// proxy the PAC names as an absolute-form GET, never CONNECT, as on a
+// proxy path.
 func TestPACPaths(t *testing.T) {
 	requireRoot(t)
 	labCA, bumpCA := probetest.NewCA(t, "E2E Lab Root CA"), probetest.NewCA(t, "Squid Bump CA")
@@ -104,6 +108,18 @@ func TestPACPaths(t *testing.T) {
 	servePAC(t, wpadLn, "/wpad.dat", script)
 	wpadIP := wpadLn.Addr().(*net.TCPAddr).IP.String()
 	dnsServer.Set("wpad.corp.reachd.test", probetest.Entry{A: []string{wpadIP}})
+
+	crlLn := listenOn80(t)
+	crl := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/pki/crl/root.crl" {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprint(w, "crl")
+	})}
+	go crl.Serve(crlLn)
+	t.Cleanup(func() { crl.Close() })
+	dnsServer.Set("crl.reachd.test", probetest.Entry{A: []string{crlLn.Addr().(*net.TCPAddr).IP.String()}})
 	// wpad.site.corp.reachd.test is not in the DNS (NXDOMAIN): the walk
 	// goes up one label to wpad.corp.reachd.test.
 
@@ -114,6 +130,8 @@ func TestPACPaths(t *testing.T) {
 		fmt.Fprintf(&targets, "\n[[target]]\nvendor = \"acme\"\nregion = \"jp\"\nname = %q\nhost = %q\nport = %d\n",
 			strings.SplitN(h, ".", 2)[0], h, servers[h].Port)
 	}
+	targets.WriteString("\n[[target]]\nvendor = \"acme\"\nregion = \"jp\"\nname = \"crl\"\nhost = \"crl.reachd.test\"\nport = 80\n" +
+		"checks = [\"dns\", \"tcp\", \"http\"]\nhttp = { path = \"/pki/crl/root.crl\", expect_status = [200] }\n")
 	file := writeFile(t, dir, "reachd.toml", fmt.Sprintf(`site = "pac-e2e"
 direct = false
 [defaults]
@@ -160,6 +178,7 @@ proxy = "wpad"
 	}
 	want := map[string]string{
 		"via-a":    "PROXY 127.0.0.1:" + strconv.Itoa(squidA.OpenPort),
+		"crl":      "PROXY 127.0.0.1:" + strconv.Itoa(squidA.OpenPort),
 		"failover": "PROXY 127.0.0.1:" + strconv.Itoa(squidB.OpenPort),
 		"app":      "DIRECT",
 		"all-dead": "DIRECT",
@@ -181,8 +200,9 @@ proxy = "wpad"
 		sq        *squid
 		has, hasn []string
 	}{
-		{"squid A", squidA, []string{"CONNECT via-a.reachd.test:"}, []string{"failover.reachd.test", "intranet", "all-dead"}},
-		{"squid B", squidB, []string{"CONNECT failover.reachd.test:"}, []string{"via-a.reachd.test", "intranet", "all-dead"}},
+		{"squid A", squidA, []string{"CONNECT via-a.reachd.test:", "GET http://crl.reachd.test/pki/crl/root.crl"},
+			[]string{"failover.reachd.test", "intranet", "all-dead", "CONNECT crl.reachd.test"}},
+		{"squid B", squidB, []string{"CONNECT failover.reachd.test:"}, []string{"via-a.reachd.test", "intranet", "all-dead", "crl.reachd.test"}},
 	} {
 		log := tt.sq.accessLog()
 		for _, s := range tt.has {

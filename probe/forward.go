@@ -48,14 +48,32 @@ func newForwarder(pd *proxyDialer, t targets.Target, userAgent string) *forwarde
 // to sweep.
 func (f *forwarder) stages(ctx context.Context, r *Result) route {
 	var conn net.Conn
-	if !r.run(StageProxy, func() (err *Error) {
-		if conn, err = f.proxy.connectForward(ctx); err == nil && f.http == nil {
-			err = f.forwards(ctx, conn)
-			conn.Close()
+	if r.run(StageProxy, func() (err *Error) {
+		if conn, err = f.proxy.connectForward(ctx); err == nil {
+			err = f.opened(ctx, conn)
 		}
 		return err
-	}) || f.http == nil {
-		return route{}
+	}) {
+		f.request(ctx, r, conn)
+	}
+	return route{}
+}
+
+// opened ends the proxy stage on a connection to the proxy: without the
+// http check it sends the GET now, and closes the connection.
+func (f *forwarder) opened(ctx context.Context, conn net.Conn) *Error {
+	if f.http != nil {
+		return nil
+	}
+	defer conn.Close()
+	return f.forwards(ctx, conn)
+}
+
+// request is the http stage over conn, a connection to the proxy, which
+// it closes; nothing without the http check (opened closed it).
+func (f *forwarder) request(ctx context.Context, r *Result, conn net.Conn) {
+	if f.http == nil {
+		return
 	}
 	stop := deadlineOnCancel(ctx, conn)
 	defer stop()
@@ -75,7 +93,6 @@ func (f *forwarder) stages(ctx context.Context, r *Result) route {
 		}
 		return err
 	})
-	return route{}
 }
 
 // forwards sends the GET over conn and reads the answer's head: nil when

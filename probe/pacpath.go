@@ -152,19 +152,31 @@ func myAddrs(res *resolver) []netip.Addr {
 // pacProber is the part of a prober on a pac or wpad path: the route,
 // and a proxy dialer per proxy the PAC has named, built once.
 type pacProber struct {
-	route      *pacRoute
-	pacURL     string // the url argument of FindProxyForURL
-	host       string // its host argument
-	address    string // host:port, what CONNECT asks for
-	user, pass string
-	resolver   *resolver
-	trusted    *x509.CertPool
+	route    *pacRoute
+	pacURL   string // the url argument of FindProxyForURL
+	host     string // its host argument
+	address  string // host:port, what CONNECT asks for
+	path     configs.Path
+	resolver *resolver
+	trusted  *x509.CertPool
+	// forward builds the forwarder of a plain-HTTP target (no tls
+	// check) for a proxy the PAC named: such a target goes to the proxy
+	// as an absolute-form GET, as on a proxy path, never CONNECT. Nil
+	// for a target with TLS.
+	forward func(*proxyDialer) *forwarder
 
 	mu      sync.Mutex
-	dialers map[string]*proxyDialer
+	entries map[string]*pacEntry
 }
 
-func newPACProber(route *pacRoute, t targets.Target, p configs.Path, res *resolver, trusted *x509.CertPool) *pacProber {
+// pacEntry is one proxy a PAC named: its dialer, and for a plain-HTTP
+// target its forwarder.
+type pacEntry struct {
+	dialer    *proxyDialer
+	forwarder *forwarder
+}
+
+func newPACProber(route *pacRoute, t targets.Target, p configs.Path, res *resolver, trusted *x509.CertPool, userAgent string) *pacProber {
 	scheme := "https"
 	if !t.Has(targets.CheckTLS) {
 		scheme = "http"
@@ -173,19 +185,31 @@ func newPACProber(route *pacRoute, t targets.Target, p configs.Path, res *resolv
 	if t.Port == 443 && scheme == "https" || t.Port == 80 && scheme == "http" {
 		u = scheme + "://" + t.Host + "/"
 	}
-	return &pacProber{route: route, pacURL: u, host: t.Host, address: t.Address(), user: p.Username, pass: p.Password,
-		resolver: res, trusted: trusted, dialers: map[string]*proxyDialer{}}
+	pp := &pacProber{route: route, pacURL: u, host: t.Host, address: t.Address(), path: p,
+		resolver: res, trusted: trusted, entries: map[string]*pacEntry{}}
+	if scheme == "http" {
+		pp.forward = func(pd *proxyDialer) *forwarder { return newForwarder(pd, t, userAgent) }
+	}
+	return pp
 }
 
-func (pp *pacProber) dialer(u *url.URL) *proxyDialer {
+// entry returns the dialer (and forwarder) of the proxy u, built the
+// first time the PAC names it, with the path's credentials and
+// authentication scheme.
+func (pp *pacProber) entry(u *url.URL) *pacEntry {
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
-	d, ok := pp.dialers[u.String()]
+	e, ok := pp.entries[u.String()]
 	if !ok {
-		d = newProxyDialer(u, pp.user, pp.pass, pp.address, pp.resolver, pp.trusted)
-		pp.dialers[u.String()] = d
+		d := newProxyDialer(u, pp.path.Username, pp.path.Password, pp.address, pp.resolver, pp.trusted)
+		d.setAuth(pp.path)
+		e = &pacEntry{dialer: d}
+		if pp.forward != nil {
+			e.forwarder = pp.forward(d)
+		}
+		pp.entries[u.String()] = e
 	}
-	return d
+	return e
 }
 
 // fallsOver reports a proxy failure after which an agent tries the next
@@ -200,10 +224,11 @@ func fallsOver(err *Error) bool {
 }
 
 // choose is the proxy stage of a pac path: evaluate the PAC for the
-// target, then try its entries in order. It returns the tunnel and its
-// dialer when a proxy carried the probe, or direct = true when the
-// chain reached DIRECT (the direct stages then follow).
-func (pp *pacProber) choose(ctx context.Context, info *PACInfo) (conn net.Conn, dial func(context.Context) (net.Conn, *Error), direct bool, err *Error) {
+// target, then try its entries in order. It returns the connection and
+// the entry of the proxy that carried the probe (a tunnel; for a
+// plain-HTTP target a connection for forwarded requests), or direct =
+// true when the chain reached DIRECT (the direct stages then follow).
+func (pp *pacProber) choose(ctx context.Context, info *PACInfo) (conn net.Conn, used *pacEntry, direct bool, err *Error) {
 	script, ferr := pp.route.script(ctx)
 	info.Source = pp.route.name()
 	if script == nil {
@@ -233,13 +258,17 @@ func (pp *pacProber) choose(ctx context.Context, info *PACInfo) (conn net.Conn, 
 			tried = append(tried, fmt.Sprintf("%s: skipped, reachd speaks HTTP proxies only", p))
 			continue
 		}
-		d := pp.dialer(u)
+		e := pp.entry(u)
+		open := e.dialer.dial
+		if e.forwarder != nil {
+			open = e.dialer.connectForward
+		}
 		actx, cancel := shareOf(ctx, len(proxies)-i)
-		c, derr := d.dial(actx)
+		c, derr := open(actx)
 		cancel()
 		if derr == nil {
 			info.Used = p.String()
-			return c, d.dial, false, nil
+			return c, e, false, nil
 		}
 		tried = append(tried, fmt.Sprintf("%s: %s", p, derr.Reason))
 		last = derr

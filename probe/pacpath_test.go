@@ -230,3 +230,64 @@ func TestPACPathCredentials(t *testing.T) {
 		t.Errorf("requests %+v", reqs)
 	}
 }
+
+// TestPACPathPlainHTTP: a plain-HTTP target (a CRL host on port 80) on a
+// pac path goes to the proxy the PAC names as an absolute-form GET, as
+// on a proxy path, never CONNECT; a dead first proxy still falls over to
+// the next.
+func TestPACPathPlainHTTP(t *testing.T) {
+	l := newLab(t)
+	ok := newOrigin(t, http.StatusOK)
+	open := probetest.NewProxy(t, probetest.Upstream(map[string]string{"crl.reachd.test:80": ok.Addr}), probetest.SquidErrors())
+	dead := "127.0.0.1:" + strconv.Itoa(closedPort(t))
+	pf := l.pacServer(`function FindProxyForURL(u, h) { return u == "http://crl.reachd.test/" ? "PROXY ` + dead + `; PROXY ` + open.URL.Host + `" : "DIRECT"; }`)
+	path := configs.Path{Name: "pac", PAC: &configs.PACSource{URL: pf.URL}}
+	for _, tt := range []struct {
+		name   string
+		checks []string
+		stages string
+	}{
+		{"with the http check", []string{"dns", "tcp", "http"}, "proxy http"},
+		{"without it", []string{"dns", "tcp"}, "proxy"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tg := plainHTTP("crl.reachd.test")
+			tg.Checks = tt.checks
+			r := l.probe(tg, path, l.config())
+			assertOutcome(t, r, "", "", "")
+			if r.PAC == nil || r.PAC.Used != "PROXY "+open.URL.Host {
+				t.Errorf("PAC %+v, want carried by %s", r.PAC, open.URL.Host)
+			}
+			var stages []string
+			for _, s := range r.Stages {
+				stages = append(stages, string(s.Stage))
+			}
+			if strings.Join(stages, " ") != tt.stages {
+				t.Errorf("stages %v, want %s", stages, tt.stages)
+			}
+			reqs := open.Requests()
+			last := reqs[len(reqs)-1]
+			if last.Method != http.MethodGet || last.URI != "http://crl.reachd.test/pki/crl/products/root.crl" {
+				t.Errorf("the proxy got %+v, want an absolute-form GET", last)
+			}
+		})
+	}
+	if got := ok.requests(); len(got) != 2 || got[0] != "GET /pki/crl/products/root.crl Host crl.reachd.test" {
+		t.Errorf("origin saw %q", got)
+	}
+}
+
+// TestPACPathAuthScheme: the path's auth scheme, not only its
+// credentials, goes to the proxy the PAC picks: with auth = "ntlm" the
+// first request carries an NTLM NEGOTIATE message, not Basic.
+func TestPACPathAuthScheme(t *testing.T) {
+	l := newLab(t)
+	ntlmOnly := probetest.NewProxy(t, probetest.AuthSchemes("NTLM"))
+	pf := l.pacServer(`function FindProxyForURL(u, h) { return "PROXY ` + ntlmOnly.URL.Host + `"; }`)
+	path := configs.Path{Name: "pac", PAC: &configs.PACSource{URL: pf.URL}, Username: `CORP\svc`, Password: "s3cret-pw", Auth: configs.AuthNTLM}
+	l.probe(target("vendor.reachd.test", 443), path, l.config())
+	reqs := ntlmOnly.Requests()
+	if len(reqs) == 0 || !strings.HasPrefix(reqs[0].ProxyAuthorization, "NTLM ") {
+		t.Fatalf("requests %+v, want the first with an NTLM Proxy-Authorization", reqs)
+	}
+}

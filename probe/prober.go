@@ -111,7 +111,7 @@ func New(t targets.Target, p configs.Path, env *Env) *Prober {
 		if route == nil {
 			route = newPACRoute(p.PAC, pr.resolver, t.Interval)
 		}
-		pr.pac = newPACProber(route, t, p, pr.resolver, trusted)
+		pr.pac = newPACProber(route, t, p, pr.resolver, trusted, env.userAgent)
 	} else if proxy := proxyFor(t, p); proxy != nil {
 		pr.proxy = newProxyDialer(proxy, p.Username, p.Password, t.Address(), pr.resolver, trusted)
 		pr.proxy.setAuth(p)
@@ -364,14 +364,25 @@ func (p *Prober) connect(ctx context.Context, r *Result, stage *[2]answer, rt *r
 	t := &p.target
 	if p.pac != nil {
 		var conn net.Conn
-		var dial func(context.Context) (net.Conn, *Error)
+		var used *pacEntry
 		direct := false
 		r.PAC = &PACInfo{}
-		if !r.run(StageProxy, func() (err *Error) { conn, dial, direct, err = p.pac.choose(ctx, r.PAC); return err }) {
+		if !r.run(StageProxy, func() (err *Error) {
+			conn, used, direct, err = p.pac.choose(ctx, r.PAC)
+			if err == nil && used != nil && used.forwarder != nil {
+				err = used.forwarder.opened(ctx, conn)
+			}
+			return err
+		}) {
 			return nil
 		}
-		if !direct {
-			rt.dial = dial
+		switch {
+		case direct:
+		case used.forwarder != nil: // a plain-HTTP target: the GET to the proxy is the rest
+			used.forwarder.request(ctx, r, conn)
+			return nil
+		default:
+			rt.dial = used.dialer.dial
 			return conn
 		}
 	} else if p.proxy != nil {
