@@ -22,7 +22,7 @@ import (
 // of its own with measured (not round) durations, and the last round is
 // recorded in an order unrelated to the keys', as probes finish in the
 // daemon, so that a scrape walks results scattered over the heap.
-func benchStore(b *testing.B, n int) *Store {
+func benchStore(b testing.TB, n int) *Store {
 	b.Helper()
 	store := NewStore()
 	probes := make([]fakeProbe, n)
@@ -136,4 +136,22 @@ func BenchmarkCollect10k(b *testing.B) {
 		for range ch {
 		}
 	}
+}
+
+// BenchmarkResults10k is a whole GET /api/v1/results of 10,000 probes:
+// the document is streamed, so what a call allocates is its garbage,
+// not the document held whole.
+func BenchmarkResults10k(b *testing.B) {
+	store := benchStore(b, 10000)
+	state := NewState()
+	state.Loaded("bench")
+	h := NewServer(store, state, ServerOptions{Logger: slog.New(slog.DiscardHandler)}).Handler()
+	req := httptest.NewRequest("GET", "/api/v1/results", nil)
+	w := &countingWriter{header: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		w.n = 0
+		h.ServeHTTP(w, req)
+	}
+	b.ReportMetric(float64(w.n)/1e6, "MB/call")
 }

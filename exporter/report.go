@@ -1,9 +1,15 @@
 package exporter
 
 import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
 	"time"
 
 	"github.com/reachd/reachd/probe"
+	"github.com/reachd/reachd/targets"
 )
 
 // Report is the JSON document of `reachd check --format json` and
@@ -228,18 +234,113 @@ func NewReport(site string, started time.Time, results []*probe.Result) Report {
 // start.
 func (s *Store) Report(site string, started time.Time) Report {
 	rep := Report{Site: site, Started: started.UTC(), Results: []ResultReport{}, DNS: []DNSReport{}}
-	s.Range(func(e *Entry) {
-		if e.Last == nil {
-			t := e.Target
-			rep.Results = append(rep.Results, ResultReport{Vendor: t.Vendor, Region: t.Region, Target: t.Name, Host: t.Host, Port: t.Port, Path: e.Path,
-				State: statePending, Stages: []StageReport{}})
-			return
+	for _, sn := range s.reportSnapshot() {
+		rep.Results = append(rep.Results, sn.result())
+		if sn.last != nil {
+			rep.DNS = append(rep.DNS, NewDNSReports(sn.last)...)
 		}
-		r := NewResultReport(e.Last)
-		since := e.Since.UTC()
-		r.Since = &since
-		rep.Results = append(rep.Results, r)
-		rep.DNS = append(rep.DNS, NewDNSReports(e.Last)...)
-	})
+	}
 	return rep
+}
+
+// WriteReport writes Report's JSON document to w, indented by two spaces
+// as json.Encoder with SetIndent("", "  ") writes it, byte for byte, but
+// one result at a time: at 10,000 probes the whole document is about 20
+// MB, which a poll of /api/v1/results would otherwise hold in memory
+// twice (the report, then its encoding). The store's lock is held only
+// while the entries' last results are noted; stored results are never
+// changed, only replaced.
+func (s *Store) WriteReport(ctx context.Context, w io.Writer, site string, started time.Time) error {
+	snaps := s.reportSnapshot()
+	bw := bufio.NewWriterSize(w, 64<<10)
+	head, err := json.Marshal(site)
+	if err != nil {
+		return err
+	}
+	when, err := json.Marshal(started.UTC())
+	if err != nil {
+		return err
+	}
+	bw.WriteString("{\n  \"site\": ")
+	bw.Write(head)
+	bw.WriteString(",\n  \"started\": ")
+	bw.Write(when)
+	bw.WriteString(",\n  \"results\": [")
+	// One encoder for every item: it reuses its buffers.
+	var item bytes.Buffer
+	enc := json.NewEncoder(&item)
+	enc.SetIndent("    ", "  ")
+	n := 0
+	add := func(v any) error {
+		if n%256 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		item.Reset()
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+		if n > 0 {
+			bw.WriteByte(',')
+		}
+		bw.WriteString("\n    ")
+		bw.Write(bytes.TrimSuffix(item.Bytes(), []byte("\n")))
+		n++
+		return nil
+	}
+	end := func() {
+		if n > 0 {
+			bw.WriteString("\n  ")
+		}
+		bw.WriteByte(']')
+	}
+	for _, sn := range snaps {
+		if err := add(sn.result()); err != nil {
+			return err
+		}
+	}
+	end()
+	bw.WriteString(",\n  \"dns\": [")
+	n = 0
+	for _, sn := range snaps {
+		if sn.last == nil {
+			continue
+		}
+		for _, d := range NewDNSReports(sn.last) {
+			if err := add(d); err != nil {
+				return err
+			}
+		}
+	}
+	end()
+	bw.WriteString("\n}\n")
+	return bw.Flush()
+}
+
+// reportEntry is what a report needs of an entry, noted under the lock.
+type reportEntry struct {
+	target *targets.Target
+	path   string
+	last   *probe.Result
+	since  time.Time
+}
+
+func (s *Store) reportSnapshot() []reportEntry {
+	var out []reportEntry
+	s.Range(func(e *Entry) {
+		out = append(out, reportEntry{target: e.Target, path: e.Path, last: e.Last, since: e.Since})
+	})
+	return out
+}
+
+// result is the entry's report: its last run, or pending.
+func (sn reportEntry) result() ResultReport {
+	if sn.last == nil {
+		t := sn.target
+		return ResultReport{Vendor: t.Vendor, Region: t.Region, Target: t.Name, Host: t.Host, Port: t.Port, Path: sn.path,
+			State: statePending, Stages: []StageReport{}}
+	}
+	r := NewResultReport(sn.last)
+	since := sn.since.UTC()
+	r.Since = &since
+	return r
 }

@@ -1,9 +1,13 @@
 package exporter
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -94,5 +98,47 @@ func TestStateWarnings(t *testing.T) {
 	st.Failed(errors.New("bad"))
 	if v := st.View(); len(v.Warnings) != 1 || v.Warnings[0] != "reachd.toml:9: path env: environment path with no proxy set" {
 		t.Errorf("warnings %q", v.Warnings)
+	}
+}
+
+// TestWriteReportIsTheEncoding: the streamed /api/v1/results document is
+// byte for byte what json.Encoder with a two-space indent makes of
+// Report: pending, up and down probes, per-resolver DNS entries, and an
+// empty store ("results": [], "dns": []).
+func TestWriteReportIsTheEncoding(t *testing.T) {
+	full := NewStore()
+	a, b, c := fake("a"), fake("b"), fake("c")
+	Sync(full, []fakeProbe{a, b, c})
+	full.Record(a.Key(), okResult(a))
+	bad := badResult(b)
+	bad.DNS = []probe.DNSResult{{Resolver: "corp", QType: "A", Rcode: "SERVFAIL", Reason: probe.DNSServFail}}
+	full.Record(b.Key(), bad)
+	var benchLike = benchResult(c, 0, rand.New(rand.NewPCG(1, 2)))
+	benchLike.Target.Host = `h<&>"q".example` // escaped as the encoder escapes it
+	full.Record(c.Key(), benchLike)
+	for _, tt := range []struct {
+		name  string
+		store *Store
+	}{{"probes", full}, {"empty", NewStore()}} {
+		t.Run(tt.name, func(t *testing.T) {
+			var want, got bytes.Buffer
+			enc := json.NewEncoder(&want)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(tt.store.Report("osaka <1>", t0)); err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.store.WriteReport(context.Background(), &got, "osaka <1>", t0); err != nil {
+				t.Fatal(err)
+			}
+			if got.String() != want.String() {
+				t.Errorf("streamed:\n%s\nencoded:\n%s", got.String(), want.String())
+			}
+		})
+	}
+	// A client that left stops the writing.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := full.WriteReport(ctx, io.Discard, "osaka", t0); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: %v", err)
 	}
 }

@@ -147,12 +147,10 @@ func versionString() string {
 	return v
 }
 
-func (s *Server) results(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) results(w http.ResponseWriter, r *http.Request) {
 	st := s.state.View()
 	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(s.store.Report(st.Site, st.Started)); err != nil {
+	if err := s.store.WriteReport(r.Context(), w, st.Site, st.Started); err != nil {
 		s.logger.Debug("writing /api/v1/results", "err", err)
 	}
 }
