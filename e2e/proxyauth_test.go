@@ -89,7 +89,7 @@ http_access deny to_anywhere !to_loopback
 
 // TestNTLMThroughSquid: reachd speaks NTLMv2 to squid over one
 // connection (NEGOTIATE, squid's 407 CHALLENGE, AUTHENTICATE, then the
-// tunnel). squid's ntlm_fake_auth helper runs the real handshake but
+// tunnel), on a proxy path and to the proxy a PAC picks. squid's ntlm_fake_auth helper runs the real handshake but
 // accepts any password, so the refused case is a user squid's ACL does
 // not admit: squid answers its AUTHENTICATE with a fresh 407.
 func TestNTLMThroughSquid(t *testing.T) {
@@ -137,6 +137,13 @@ password_file = %q
 [[path]]
 name = "none"
 proxy = %q
+[[path]]
+name = "pac-ntlm"
+proxy = "pac"
+pac_file = %q
+auth = "ntlm"
+username = 'CORP\svc'
+password_file = %q
 [[target]]
 vendor = "acme"
 region = "jp"
@@ -144,9 +151,12 @@ name = "good"
 host = "good.reachd.test"
 port = %d
 http = { expect_status = [200], expect_body = "^ok" }
-`, dnsSrv.Addr, writeFile(t, dir, "lab.pem", string(labCA.PEM)), proxy, pass, proxy, pass, proxy, pass, proxy, good.Port)
+`, dnsSrv.Addr, writeFile(t, dir, "lab.pem", string(labCA.PEM)), proxy, pass, proxy, pass, proxy, pass, proxy,
+		writeFile(t, dir, "proxy.pac", `function FindProxyForURL(url, host) { return "PROXY 127.0.0.1:`+strconv.Itoa(port)+`"; }`), pass, good.Port)
 	got := checkVerdicts(t, dir, cfg, []verdict{
 		{"good/ntlm", "", "", nil},
+		// The proxy a PAC picks gets the path's scheme too (it got Basic).
+		{"good/pac-ntlm", "", "", nil},
 		{"good/ntlm-intruder", "proxy", "proxy_auth_rejected", []string{"rejected the configured credentials (407; offers NTLM)"}},
 		{"good/basic", "proxy", "proxy_auth_rejected", []string{"(407; offers NTLM)"}},
 		{"good/none", "proxy", "proxy_auth_required", []string{"demands credentials (407; offers NTLM) and the path has none"}},
