@@ -125,7 +125,9 @@ func serveHTTP(t *testing.T, ln net.Listener, h http.Handler) {
 // TestRevocationReachability: a vendor server whose certificate names an
 // `openssl ocsp` responder and a CRL on loopback; direct, both answer
 // (reachable 1); through a tinyproxy that filters the CRL host, the CRL
-// is unreachable (0) while the probe itself passes.
+// is unreachable (0) while the probe itself passes. A pac path whose PAC
+// names that tinyproxy fetches through it too, as CryptoAPI on a
+// PAC-configured host does, not direct.
 func TestRevocationReachability(t *testing.T) {
 	openssl := requireTool(t, "openssl", "openssl")
 	tinyproxy := requireTool(t, "tinyproxy", "tinyproxy")
@@ -187,6 +189,13 @@ proxy = "http://127.0.0.1:%d"
 username = "svc"
 password_file = %q
 
+[[path]]
+name = "tiny-pac"
+proxy = "pac"
+pac_file = %q
+username = "svc"
+password_file = %q
+
 [trust]
 ca_files = [%q]
 
@@ -197,7 +206,9 @@ name = "api"
 host = "127.0.81.1"
 port = %d
 checks = ["tcp", "tls", "http"]
-`, proxyPort, filepath.Join(dir, "proxy.pass"), pki.caPEM, vendorPort))
+`, proxyPort, filepath.Join(dir, "proxy.pass"),
+		writeFile(t, dir, "proxy.pac", fmt.Sprintf(`function FindProxyForURL(url, host) { return "PROXY 127.0.0.1:%d"; }`, proxyPort)),
+		filepath.Join(dir, "proxy.pass"), pki.caPEM, vendorPort))
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -216,8 +227,8 @@ checks = ["tcp", "tls", "http"]
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatalf("exit %d: %v\n%s\n%s", code, err, out, stderr)
 	}
-	if code != 0 || len(doc.Results) != 2 {
-		t.Fatalf("exit %d, %d results, want 0 and 2 (both paths pass)\n%s\n%s", code, len(doc.Results), out, stderr)
+	if code != 0 || len(doc.Results) != 3 {
+		t.Fatalf("exit %d, %d results, want 0 and 3 (every path passes)\n%s\n%s", code, len(doc.Results), out, stderr)
 	}
 	for _, r := range doc.Results {
 		if !r.Success {
@@ -227,7 +238,7 @@ checks = ["tcp", "tls", "http"]
 		for _, c := range r.Revocation {
 			got[c.Kind+" "+c.URL] = c.Reachable
 			t.Logf("%s: %s %s reachable=%v status=%d %s", r.Path, c.Kind, c.URL, c.Reachable, c.Status, c.Detail)
-			if c.Kind == "crl" && r.Path == "tiny" && (c.Status != 0 || !strings.Contains(c.Detail, "proxy_denied")) {
+			if c.Kind == "crl" && r.Path != "direct" && (c.Status != 0 || !strings.Contains(c.Detail, "proxy_denied")) {
 				t.Errorf("the filtered CRL reads %d %q, want the proxy's denial", c.Status, c.Detail)
 			}
 		}
@@ -243,8 +254,8 @@ checks = ["tcp", "tls", "http"]
 	ocspLog.mu.Lock()
 	n := strings.Count(ocspLog.w.(*strings.Builder).String(), "Received request")
 	ocspLog.mu.Unlock()
-	if n != 2 {
-		t.Errorf("the OCSP responder got %d requests, want 2 (one per path)", n)
+	if n != 3 {
+		t.Errorf("the OCSP responder got %d requests, want 3 (one per path)", n)
 	}
 	proxyLog.mu.Lock()
 	filtered := strings.Contains(proxyLog.w.(*strings.Builder).String(), `filtered domain "127.0.81.3"`)
@@ -263,6 +274,7 @@ checks = ["tcp", "tls", "http"]
 	want := []func(string) bool{
 		series("direct", "crl", crlURL, "1"), series("direct", "ocsp", ocspURL, "1"),
 		series("tiny", "crl", crlURL, "0"), series("tiny", "ocsp", ocspURL, "1"),
+		series("tiny-pac", "crl", crlURL, "0"), series("tiny-pac", "ocsp", ocspURL, "1"),
 		func(body string) bool {
 			return hasSeries(body, "reachd_probe_success", map[string]string{"path": "tiny"}, "1")
 		},

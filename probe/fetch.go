@@ -13,31 +13,60 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/net/http/httpproxy"
 
 	"github.com/reachd/reachd/configs"
+	"github.com/reachd/reachd/probe/pac"
 )
 
 // fetcher gets plain-HTTP URLs over a probe's own path, as a Windows agent
 // and CryptoAPI reach AIA, CRL and OCSP URLs: direct, resolving with the
 // probe's resolver, or through the path's proxy as an absolute-form GET
-// with the path's Proxy-Authorization. It serves the tls stage (a missing
-// intermediate from the leaf's AIA URL) and the extras (revocation).
+// with the path's credentials and auth scheme; on a pac or wpad path
+// through the proxy the PAC names for that URL, falling over as the
+// probe does. It serves the tls stage (a missing intermediate from the
+// leaf's AIA URL) and the extras (revocation).
 type fetcher struct {
 	path      configs.Path
 	resolver  *resolver
 	trusted   *x509.CertPool // for an https:// proxy
 	userAgent string
-	explicit  *proxyDialer // the path's proxy; nil on direct and environment paths
+	explicit  *proxyDialer // the path's proxy; nil on direct, environment and pac paths
+	pac       *pacRoute    // a pac or wpad path's PAC; nil otherwise
+
+	mu      sync.Mutex
+	dialers map[string]*proxyDialer // proxies an environment path or a PAC named, by URL
 }
 
-func newFetcher(p configs.Path, res *resolver, trusted *x509.CertPool, userAgent string) *fetcher {
-	f := &fetcher{path: p, resolver: res, trusted: trusted, userAgent: userAgent}
-	if p.Proxy != nil {
-		f.explicit = newProxyDialer(p.Proxy, p.Username, p.Password, "", res, trusted)
+func newFetcher(p configs.Path, res *resolver, trusted *x509.CertPool, userAgent string, pac *pacRoute) *fetcher {
+	f := &fetcher{path: p, resolver: res, trusted: trusted, userAgent: userAgent, pac: pac, dialers: map[string]*proxyDialer{}}
+	if p.Proxy != nil && pac == nil {
+		f.explicit = f.newDialer(p.Proxy)
 	}
 	return f
+}
+
+// newDialer is a forwarding dialer to proxy with the path's credentials
+// and auth scheme.
+func (f *fetcher) newDialer(proxy *url.URL) *proxyDialer {
+	pd := newProxyDialer(proxy, f.path.Username, f.path.Password, "", f.resolver, f.trusted)
+	pd.setAuth(f.path)
+	pd.forwarding = true
+	return pd
+}
+
+// dialer returns the dialer of proxy, built once.
+func (f *fetcher) dialer(proxy *url.URL) *proxyDialer {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	pd, ok := f.dialers[proxy.String()]
+	if !ok {
+		pd = f.newDialer(proxy)
+		f.dialers[proxy.String()] = pd
+	}
+	return pd
 }
 
 // fetched is a response fetch read: the status, the headers and at most
@@ -59,14 +88,7 @@ func (f *fetcher) fetch(ctx context.Context, raw string, maxBody int64) (*fetche
 	if err != nil || u.Scheme != "http" || u.Host == "" {
 		return nil, fail(HTTPError, fmt.Errorf("%q is not an http:// URL", raw))
 	}
-	pd := f.proxyFor(u)
-	var conn net.Conn
-	var ferr *Error
-	if pd != nil {
-		conn, ferr = pd.connectForward(ctx)
-	} else {
-		conn, ferr = f.dialDirect(ctx, u)
-	}
+	conn, pd, ferr := f.open(ctx, u)
 	if ferr != nil {
 		return nil, ferr
 	}
@@ -101,6 +123,60 @@ func (f *fetcher) fetch(ctx context.Context, raw string, maxBody int64) (*fetche
 	return out, nil
 }
 
+// open connects for a GET of u: to the proxy the path uses for it (pd),
+// or direct (pd nil).
+func (f *fetcher) open(ctx context.Context, u *url.URL) (conn net.Conn, pd *proxyDialer, err *Error) {
+	if f.pac != nil {
+		return f.openByPAC(ctx, u)
+	}
+	if pd = f.proxyFor(u); pd != nil {
+		conn, err = pd.connectForward(ctx)
+		return conn, pd, err
+	}
+	conn, err = f.dialDirect(ctx, u)
+	return conn, nil, err
+}
+
+// openByPAC asks the PAC about u and tries its answer in order, as the
+// probe's proxy stage does: a proxy that cannot be reached is fallen
+// over, DIRECT dials the host.
+func (f *fetcher) openByPAC(ctx context.Context, u *url.URL) (net.Conn, *proxyDialer, *Error) {
+	script, ferr := f.pac.script(ctx)
+	if script == nil {
+		return nil, nil, fail(ProxyPACFailed, ferr)
+	}
+	proxies, perr := script.FindProxy(ctx, u.String(), u.Hostname())
+	if perr != nil {
+		return nil, nil, fail(ProxyPACFailed, fmt.Errorf("PAC %s: %w", script.Name(), perr))
+	}
+	var last *Error
+	for i, p := range proxies {
+		if p.Kind == pac.Direct {
+			conn, err := f.dialDirect(ctx, u)
+			return conn, nil, err
+		}
+		proxy := p.URL()
+		if proxy == nil { // SOCKS: skipped, as by the proxy stage
+			continue
+		}
+		pd := f.dialer(proxy)
+		actx, cancel := shareOf(ctx, len(proxies)-i)
+		conn, err := pd.connectForward(actx)
+		cancel()
+		if err == nil {
+			return conn, pd, nil
+		}
+		last = err
+		if !fallsOver(err) || ctx.Err() != nil {
+			break
+		}
+	}
+	if last == nil {
+		return nil, nil, fail(ProxyPACFailed, fmt.Errorf("PAC %s names no HTTP proxy or DIRECT for %s", script.Name(), u.Redacted()))
+	}
+	return nil, nil, last
+}
+
 // proxyFor is the proxy the path uses for u; nil is direct. An
 // environment path decides per URL (HTTP_PROXY, NO_PROXY), as agents do.
 func (f *fetcher) proxyFor(u *url.URL) *proxyDialer {
@@ -112,7 +188,7 @@ func (f *fetcher) proxyFor(u *url.URL) *proxyDialer {
 	if err != nil || p == nil {
 		return nil
 	}
-	return newProxyDialer(withDefaultPort(p), "", "", "", f.resolver, f.trusted)
+	return f.dialer(withDefaultPort(p))
 }
 
 func (f *fetcher) dialDirect(ctx context.Context, u *url.URL) (net.Conn, *Error) {

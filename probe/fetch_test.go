@@ -14,8 +14,9 @@ import (
 
 // TestFetchOverThePath: the fetcher the tls stage and the extras use gets
 // plain-HTTP URLs direct with the probe's resolver, or through the path's
-// proxy as an absolute-form GET with its credentials, bounded in body and
-// time, its failures classified like the stages'.
+// proxy (explicit, the environment's, or the one its PAC names) as an
+// absolute-form GET with its credentials and auth scheme, bounded in body
+// and time, its failures classified like the stages'.
 func TestFetchOverThePath(t *testing.T) {
 	l := newLab(t)
 	body := strings.Repeat("c", 100)
@@ -37,6 +38,16 @@ func TestFetchOverThePath(t *testing.T) {
 	env := func(noProxy string) configs.Path {
 		return configs.Path{Name: "env", Environment: true, ProxyEnv: configs.ProxyEnv{HTTPProxy: open.URL.String(), NoProxy: noProxy}}
 	}
+	envAuth := configs.Path{Name: "env", Environment: true, ProxyEnv: configs.ProxyEnv{HTTPProxy: auth.URL.String()}, Username: "svc", Password: "s3cret-pw"}
+	// A pac path fetches as CryptoAPI on a PAC-configured host does:
+	// through the proxy the PAC names for the URL, falling over a dead
+	// one, or direct.
+	viaPAC := probetest.NewProxy(t, up)
+	dead := "127.0.0.1:" + strconv.Itoa(closedPort(t))
+	pacPath := configs.Path{Name: "pac", PAC: &configs.PACSource{URL: l.pacServer(`function FindProxyForURL(u, h) {
+	return h == "crl.reachd.test" ? "PROXY ` + dead + `; PROXY ` + viaPAC.URL.Host + `" : "DIRECT"; }`).URL}}
+	brokenPAC := configs.Path{Name: "pac", PAC: &configs.PACSource{URL: l.pacServer(`function FindProxyForURL(u, h) { throw new Error("no rule"); }`).URL}}
+	byIP := "http://127.0.0.1:" + strconv.Itoa(srv.Port) + "/pki/root.crl"
 
 	tests := []struct {
 		name    string
@@ -52,6 +63,10 @@ func TestFetchOverThePath(t *testing.T) {
 		{"through the proxy with credentials", configs.Path{Name: "p", Proxy: auth.URL, Username: "svc", Password: "s3cret-pw"}, u, 1 << 10, 0, "", "", auth},
 		{"environment path", env(""), u, 1 << 10, 0, "", "", open},
 		{"environment path, NO_PROXY", env("crl.reachd.test"), u, 1 << 10, 0, "", "", nil},
+		{"environment path with the path's credentials", envAuth, u, 1 << 10, 0, "", "", auth},
+		{"pac path, the proxy the PAC names", pacPath, u, 1 << 10, 0, "", "", viaPAC},
+		{"pac path, DIRECT", pacPath, byIP, 1 << 10, 0, "", "", nil},
+		{"pac path, the PAC fails", brokenPAC, u, 1 << 10, 0, ProxyPACFailed, "no rule", nil},
 		{"body bounded", configs.Path{Name: "direct"}, u, 10, 0, "", "", nil},
 		{"no credentials", configs.Path{Name: "p", Proxy: auth.URL}, u, 1 << 10, 0, ProxyAuthRequired, "demands credentials", nil},
 		{"unknown host", configs.Path{Name: "direct"}, "http://nowhere.reachd.test/x.crl", 1 << 10, 0, DNSNXDomain, "NXDOMAIN", nil},
@@ -91,13 +106,24 @@ func TestFetchOverThePath(t *testing.T) {
 			}
 			if tt.proxy != nil {
 				reqs := tt.proxy.Requests()
-				if len(reqs) != before+1 || reqs[before].Method != "GET" || reqs[before].URI != u {
-					t.Errorf("the proxy got %+v, want GET %s", reqs[before:], u)
+				if len(reqs) != before+1 || reqs[before].Method != "GET" || reqs[before].URI != tt.url {
+					t.Errorf("the proxy got %+v, want GET %s", reqs[before:], tt.url)
 				}
 			}
 		})
 	}
 	if n := len(open.Requests()); n != 1 {
 		t.Errorf("the environment proxy got %d requests, want 1 (NO_PROXY went direct)", n)
+	}
+	if n := len(viaPAC.Requests()); n != 1 {
+		t.Errorf("the PAC's proxy got %d requests, want 1 (DIRECT went direct)", n)
+	}
+
+	// The path's auth scheme, not Basic, as the probe's own proxy stage.
+	ntlmOnly := probetest.NewProxy(t, probetest.AuthSchemes("NTLM"))
+	path := configs.Path{Name: "p", Proxy: ntlmOnly.URL, Username: `CORP\svc`, Password: "s3cret-pw", Auth: configs.AuthNTLM}
+	New(target("crl.reachd.test", srv.Port), path, NewEnv(l.config(), "reachd-test")).fetch.fetch(context.Background(), u, 1<<10)
+	if reqs := ntlmOnly.Requests(); len(reqs) == 0 || !strings.HasPrefix(reqs[0].ProxyAuthorization, "NTLM ") {
+		t.Errorf("requests %+v, want the first with an NTLM Proxy-Authorization", reqs)
 	}
 }

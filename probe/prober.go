@@ -106,9 +106,9 @@ func New(t targets.Target, p configs.Path, env *Env) *Prober {
 			trusted.AddCert(c)
 		}
 	}
+	var route *pacRoute
 	if p.PAC != nil {
-		route := env.pacs[p.Name]
-		if route == nil {
+		if route = env.pacs[p.Name]; route == nil {
 			route = newPACRoute(p.PAC, pr.resolver, t.Interval)
 		}
 		pr.pac = newPACProber(route, t, p, pr.resolver, trusted, env.userAgent)
@@ -116,7 +116,7 @@ func New(t targets.Target, p configs.Path, env *Env) *Prober {
 		pr.proxy = newProxyDialer(proxy, p.Username, p.Password, t.Address(), pr.resolver, trusted)
 		pr.proxy.setAuth(p)
 	}
-	pr.fetch = newFetcher(p, pr.resolver, trusted, env.userAgent)
+	pr.fetch = newFetcher(p, pr.resolver, trusted, env.userAgent, route)
 	if t.Has(targets.CheckTLS) {
 		var alpn []string
 		if t.Has(targets.CheckHTTP) {

@@ -76,7 +76,7 @@ func verdicts(r *Result) map[string]bool {
 // answer, a dead port is not; a CRL's body is bounded; once per interval.
 func TestRevocationDirect(t *testing.T) {
 	l := newRevocationLab(t, func(_ string, s *httptest.Server) string { return s.Listener.Addr().String() })
-	f := newFetcher(configs.Path{Name: "direct"}, nil, nil, "reachd-test")
+	f := newFetcher(configs.Path{Name: "direct"}, nil, nil, "reachd-test", nil)
 	v := newRevocation(2*time.Second, time.Hour)
 	clock := &fakeClock{t: time.Unix(1e9, 0)}
 	v.now = clock.now
@@ -131,7 +131,7 @@ func TestRevocationThroughProxy(t *testing.T) {
 	proxy := probetest.NewProxy(t, probetest.BasicAuth("svc", "pw"), probetest.SquidErrors(),
 		probetest.Upstream(map[string]string{"ocsp.reachd.test:80": l.ocsp.Listener.Addr().String()})) // the CRL host is not let through
 	path := configs.Path{Name: "corp", Proxy: proxy.URL, Username: "svc", Password: "pw"}
-	f := newFetcher(path, nil, nil, "reachd-test")
+	f := newFetcher(path, nil, nil, "reachd-test", nil)
 	r := l.run(newRevocation(2*time.Second, time.Hour), f)
 	got := verdicts(r)
 	if !got["ocsp "+l.ocspURL] || got["crl "+l.crlURL] || len(got) != 3 {
