@@ -434,7 +434,7 @@ var (
 	mdHeading   = regexp.MustCompile(`(?m)^#+ (.+)$`)
 	htmlAnchor  = regexp.MustCompile(`<a id="([^"]+)"></a>`)
 	severityRe  = regexp.MustCompile(`(?m)^ +severity: (\S+)$`)
-	scopeRe     = regexp.MustCompile(`(?m)^ +scope: (site|vendor|endpoint|resolver|reachd)$`)
+	scopeRe     = regexp.MustCompile(`(?m)^ +scope: (site|vendor|endpoint|resolver|proxy|reachd)$`)
 	annotations = []string{"summary:", "description:", "runbook_url:"}
 )
 
@@ -473,7 +473,7 @@ func TestAlertsDocumented(t *testing.T) {
 				t.Errorf("severity missing or not page|warning|info")
 			}
 			if !scopeRe.MatchString(body) {
-				t.Errorf("scope missing or not site|vendor|endpoint|resolver|reachd")
+				t.Errorf("scope missing or not site|vendor|endpoint|resolver|proxy|reachd")
 			}
 			for _, a := range annotations {
 				if !strings.Contains(body, a) {

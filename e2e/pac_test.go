@@ -170,6 +170,7 @@ proxy = "wpad"
 			PAC                          *struct {
 				Source, Answer string
 				ProxyUsed      string `json:"proxy_used"`
+				Fallback       bool
 			}
 		}
 	}
@@ -183,14 +184,16 @@ proxy = "wpad"
 		"app":      "DIRECT",
 		"all-dead": "DIRECT",
 	}
+	// A fallback: the carrier is not the answer's first entry, a dead proxy.
+	fallback := map[string]bool{"failover": true, "all-dead": true, "crl": true}
 	sources := map[string]string{"pac": pacURL, "wpad": "http://wpad.corp.reachd.test/wpad.dat"}
 	if len(doc.Results) != 2*len(want) {
 		t.Errorf("%d results, want %d", len(doc.Results), 2*len(want))
 	}
 	for _, r := range doc.Results {
 		t.Logf("%s/%s: success=%v %s %s pac=%+v", r.Target, r.Path, r.Success, r.Reason, r.Detail, r.PAC)
-		if r.PAC == nil || r.PAC.ProxyUsed != want[r.Target] || r.PAC.Source != sources[r.Path] || !r.Success {
-			t.Errorf("%s/%s: success %v, pac %+v; want carried by %q from %s", r.Target, r.Path, r.Success, r.PAC, want[r.Target], sources[r.Path])
+		if r.PAC == nil || r.PAC.ProxyUsed != want[r.Target] || r.PAC.Source != sources[r.Path] || !r.Success || r.PAC.Fallback != fallback[r.Target] {
+			t.Errorf("%s/%s: success %v, pac %+v; want carried by %q from %s, fallback %v", r.Target, r.Path, r.Success, r.PAC, want[r.Target], sources[r.Path], fallback[r.Target])
 		}
 	}
 	// Squid's logs agree: A carried via-a only, B failover only, and no
@@ -219,7 +222,7 @@ proxy = "wpad"
 
 	t.Run("the text report names the carrier", func(t *testing.T) {
 		_, out, _ := runReachd(t, ctx, nil, "check", "--config.file", file, "--target", "failover", "--path", "pac")
-		if err := contains(out, "pac: PROXY "+dead+"; "+want["failover"]+"; DIRECT → carried by "+want["failover"]+" ("+pacURL+")"); err != nil {
+		if err := contains(out, "pac: PROXY "+dead+"; "+want["failover"]+"; DIRECT → carried by "+want["failover"]+", past the first choice, which could not be reached ("+pacURL+")"); err != nil {
 			t.Errorf("%v\n%s", err, out)
 		}
 	})

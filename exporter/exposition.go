@@ -57,6 +57,8 @@ const (
 	fTraceLastHop
 	fTraceHops
 	fTLSRevocation
+	fPACProxy
+	fPACFallback
 	fDNSSuccess
 	fDNSDuration
 	fDNSAnswers
@@ -84,6 +86,8 @@ var families = [nFamilies]family{
 	fTraceLastHop:   newFamily(traceLastHop, "reachd_path_trace_last_hop", "gauge"),
 	fTraceHops:      newFamily(traceHops, "reachd_path_trace_hops", "gauge"),
 	fTLSRevocation:  newFamily(tlsRevocation, "reachd_tls_revocation_reachable", "gauge"),
+	fPACProxy:       newFamily(pacProxy, "reachd_pac_proxy_info", "gauge"),
+	fPACFallback:    newFamily(pacFallback, "reachd_pac_fallback", "gauge"),
 	fDNSSuccess:     newFamily(dnsSuccess, "reachd_dns_success", "gauge"),
 	fDNSDuration:    newFamily(dnsDuration, "reachd_dns_duration_seconds", "gauge"),
 	fDNSAnswers:     newFamily(dnsAnswers, "reachd_dns_answers", "gauge"),

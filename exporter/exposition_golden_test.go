@@ -17,7 +17,7 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 
 // goldenStore holds one probe of each shape /metrics writes: passing,
 // failing with a trace that reached a hop and one that reached none, with
-// hostile labels and revocation URLs, never run, a handshake that failed
+// hostile labels, revocation URLs and PAC entries, never run, a handshake that failed
 // after a sweep, values that take the exponent form, and a few realistic
 // ones. Each probe failed in one way only, so that no two failure series
 // come from one map (whose order is random).
@@ -34,7 +34,9 @@ func goldenStore(histograms bool) *Store {
 	}
 	Sync(store, probes)
 
-	store.Record(a.Key(), okResult(a))
+	carried := okResult(a)
+	carried.PAC = &probe.PACInfo{Source: "http://pac.reachd.test/proxy.pac", Answer: "PROXY proxy.reachd.test:8080; DIRECT", Used: "PROXY proxy.reachd.test:8080"}
+	store.Record(a.Key(), carried)
 
 	traced := badResult(b)
 	traced.Err = &probe.Error{Stage: probe.StageTCP, Reason: probe.TCPTimeout}
@@ -45,6 +47,7 @@ func goldenStore(histograms bool) *Store {
 	hostile := okResult(c)
 	hostile.Revocation = []probe.RevocationCheck{{Kind: probe.RevocationCRL, URL: `http://crl.reachd.test/"a"\b`, Reachable: false}, {Kind: probe.RevocationOCSP, URL: "http://ocsp.reachd.test", Reachable: true}}
 	hostile.TLS.Issuer = `CN with "quotes" and \ backslash` + "\nnewline"
+	hostile.PAC = &probe.PACInfo{Answer: `PROXY dead:1; PROXY "b\c":8080`, Used: `PROXY "b\c":8080`, Fallback: true}
 	store.Record(c.Key(), hostile)
 
 	silent := badResult(d)
@@ -52,6 +55,7 @@ func goldenStore(histograms bool) *Store {
 	silent.Trace = &probe.TraceInfo{Start: t0, Hops: []trace.Hop{{TTL: 1}, {TTL: 2}}}
 	silent.TLS = &probe.TLSInfo{Accepted: map[uint16]bool{0x0303: false, 0x0304: true}}
 	silent.DNS = []probe.DNSResult{{Resolver: "system", QType: "A", Duration: 5 * time.Second, Reason: probe.DNSTimeout}}
+	silent.PAC = &probe.PACInfo{Answer: "PROXY dead:1"} // no entry carried it: no pac series
 	store.Record(d.Key(), silent)
 
 	// e never ran.

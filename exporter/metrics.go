@@ -47,6 +47,8 @@ var (
 	traceLastHop      = desc("path_trace_last_hop", "1 for the address of the last hop that answered the path trace of a failing direct probe.", "hop")
 	traceHops         = desc("path_trace_hops", "TTL of the last hop that answered the path trace of a failing direct probe; 0 when none did.")
 	tlsRevocation     = desc("tls_revocation_reachable", "1 if the verified chain's OCSP, CRL or caIssuers URL answered over the probe's path.", "kind", "url")
+	pacProxy          = desc("pac_proxy_info", "1 for the entry of the PAC's answer that carried the last run of a pac or wpad probe (\"PROXY host:port\", \"DIRECT\").", "proxy")
+	pacFallback       = desc("pac_fallback", "1 if the entry that carried the last run of a pac or wpad probe is not the PAC's first choice, which could not be reached.")
 	dnsLabels         = []string{"vendor", "region", "target", "host", "resolver", "qtype"}
 	dnsSuccess        = plainDesc("dns_success", "1 if the resolver answered the query without error (NOERROR, every address inside expect_cidrs); an empty AAAA answer is a success.", dnsLabels...)
 	dnsDuration       = plainDesc("dns_duration_seconds", "Duration of the query.", dnsLabels...)
@@ -59,7 +61,7 @@ var (
 	schedulerInflight = plainDesc("scheduler_inflight", "Probe runs in flight.")
 	schedulerSkipped  = plainDesc("scheduler_skipped_total", "Scheduled runs skipped because the previous run of the probe overran.")
 	schedulerDelay    = plainDesc("scheduler_delay_seconds", "Delay from a run's planned start to its actual start.")
-	allDescs          = []*prometheus.Desc{probeSuccess, probeDuration, stageDuration, stageLast, failureReason, runsTotal, failuresTotal, lastRun, lastSuccess, tlsAccepted, tlsNegotiated, tlsIntercepted, tlsIssuer, tlsNotAfter, httpStatus, httpClockSkew, traceLastHop, traceHops, tlsRevocation, dnsSuccess, dnsDuration, dnsAnswers, dnsRcode, siteInfo, targetsGauge, reloadSuccessful, reloadSuccessTime, schedulerInflight, schedulerSkipped, schedulerDelay}
+	allDescs          = []*prometheus.Desc{probeSuccess, probeDuration, stageDuration, stageLast, failureReason, runsTotal, failuresTotal, lastRun, lastSuccess, tlsAccepted, tlsNegotiated, tlsIntercepted, tlsIssuer, tlsNotAfter, httpStatus, httpClockSkew, traceLastHop, traceHops, tlsRevocation, pacProxy, pacFallback, dnsSuccess, dnsDuration, dnsAnswers, dnsRcode, siteInfo, targetsGauge, reloadSuccessful, reloadSuccessTime, schedulerInflight, schedulerSkipped, schedulerDelay}
 )
 
 // Collector emits const metrics from the store at scrape time, so the
@@ -171,6 +173,10 @@ func collectEntry(ch chan<- prometheus.Metric, e *Entry, histograms bool, gauge,
 	}
 	for _, c := range r.Revocation {
 		gauge(tlsRevocation, bool01(c.Reachable), with(c.Kind, c.URL)...)
+	}
+	if p := r.PAC; p != nil && p.Used != "" {
+		gauge(pacProxy, 1, with(p.Used)...)
+		gauge(pacFallback, bool01(p.Fallback), l...)
 	}
 	for _, d := range r.DNS {
 		dl := []string{t.Vendor, t.Region, t.Name, t.Host, d.Resolver, d.QType}

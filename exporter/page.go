@@ -970,6 +970,9 @@ func writePanel(w *pageWriter, c *pageCell) {
 		}
 		w.WriteString(`<dt>carried by</dt><dd class="mono">`)
 		w.esc(cmp.Or(p.Used, "none"))
+		if p.Fallback {
+			w.WriteString(` <span class="warn">(a fallback: the first choice could not be reached)</span>`)
+		}
 		w.WriteString("</dd>")
 		if p.FetchError != "" {
 			w.WriteString(`<dt>refetch</dt><dd class="warn">`)

@@ -134,9 +134,12 @@ type DNSReport struct {
 // entry that carried the probe ("PROXY b:8080", "DIRECT"; empty when
 // none did) and the last refetch's error while an older copy is in use.
 type PACReport struct {
-	Source     string `json:"source"`
-	Answer     string `json:"answer"`
-	ProxyUsed  string `json:"proxy_used"`
+	Source    string `json:"source"`
+	Answer    string `json:"answer"`
+	ProxyUsed string `json:"proxy_used"`
+	// Fallback: proxy_used is not the answer's first choice, which could
+	// not be reached.
+	Fallback   bool   `json:"fallback"`
 	FetchError string `json:"fetch_error,omitempty"`
 }
 
@@ -187,7 +190,7 @@ func NewResultReport(r *probe.Result) ResultReport {
 		out.Revocation = append(out.Revocation, RevocationReport{Kind: c.Kind, URL: c.URL, Reachable: c.Reachable, Status: c.Status, Detail: c.Detail})
 	}
 	if p := r.PAC; p != nil {
-		out.PAC = &PACReport{Source: p.Source, Answer: p.Answer, ProxyUsed: p.Used, FetchError: p.FetchError}
+		out.PAC = &PACReport{Source: p.Source, Answer: p.Answer, ProxyUsed: p.Used, Fallback: p.Fallback, FetchError: p.FetchError}
 	}
 	return out
 }

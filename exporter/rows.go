@@ -62,6 +62,8 @@ type row struct {
 	hop          string
 	ttl          int
 	revocation   []probe.RevocationCheck
+	pacUsed      string // the PAC entry that carried the run; "" off pac paths or when none did
+	pacFallback  bool
 }
 
 // tlsRow is the TLSInfo of a row; version is 0 without a handshake.
@@ -158,6 +160,9 @@ func (x *scrape) add(e *Entry) {
 	}
 	rw.hop, rw.ttl, rw.traced = traceSeries(r)
 	rw.revocation = r.Revocation
+	if p := r.PAC; p != nil {
+		rw.pacUsed, rw.pacFallback = p.Used, p.Fallback
+	}
 	from = len(x.dns)
 	for i := range r.DNS {
 		d := &r.DNS[i]
@@ -250,6 +255,16 @@ func (x *scrape) family(f int, rw *row) {
 			x.label(`,kind="`, c.Kind)
 			x.label(`,url="`, c.URL)
 			x.value(bool01(c.Reachable))
+		}
+	case fPACProxy:
+		if rw.pacUsed != "" {
+			x.sample(open, rw.labels)
+			x.label(`,proxy="`, rw.pacUsed)
+			x.value(1)
+		}
+	case fPACFallback:
+		if rw.pacUsed != "" {
+			x.gauge(open, rw.labels, bool01(rw.pacFallback))
 		}
 	case fDNSSuccess, fDNSDuration, fDNSAnswers, fDNSRcode:
 		for i := rw.dns.from; i < rw.dns.to; i++ {

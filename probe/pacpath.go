@@ -29,6 +29,10 @@ type PACInfo struct {
 	// FetchError is the last refetch's failure while an older good copy
 	// is in use; empty when the last fetch succeeded.
 	FetchError string
+	// Fallback is true when Used is not the answer's first choice: a
+	// proxy before it could not be reached, and agents fall over it too
+	// (each waiting for that proxy first).
+	Fallback bool
 }
 
 // pacRoute is the PAC file of one path, shared by every prober of it:
@@ -250,7 +254,7 @@ func (pp *pacProber) choose(ctx context.Context, info *PACInfo) (conn net.Conn, 
 	var last *Error
 	for i, p := range proxies {
 		if p.Kind == pac.Direct {
-			info.Used = p.String()
+			info.Used, info.Fallback = p.String(), last != nil
 			return nil, nil, true, nil
 		}
 		u := p.URL()
@@ -267,7 +271,7 @@ func (pp *pacProber) choose(ctx context.Context, info *PACInfo) (conn net.Conn, 
 		c, derr := open(actx)
 		cancel()
 		if derr == nil {
-			info.Used = p.String()
+			info.Used, info.Fallback = p.String(), last != nil
 			return c, e, false, nil
 		}
 		tried = append(tried, fmt.Sprintf("%s: %s", p, derr.Reason))

@@ -121,6 +121,11 @@ function FindProxyForURL(url, host) {
 			if r.PAC == nil || r.PAC.Used != tt.used || r.PAC.Source != pf.URL {
 				t.Errorf("PAC %+v, want used %q from %s", r.PAC, tt.used, pf.URL)
 			}
+			// A fallback: a dead proxy came before the entry that carried it.
+			fellOver := strings.Contains(tt.name, "dead, ")
+			if r.PAC != nil && r.PAC.Fallback != fellOver {
+				t.Errorf("fallback %v, want %v", r.PAC.Fallback, fellOver)
+			}
 			var stages []string
 			for _, s := range r.Stages {
 				stages = append(stages, string(s.Stage))

@@ -300,7 +300,11 @@ func writeTextPAC(w io.Writer, c palette, r *probe.Result, indent string) {
 		return
 	}
 	if p.Answer != "" {
-		fmt.Fprintf(w, "%s%s %s → carried by %s (%s)\n", indent, c.dim("pac:"), p.Answer, orNone(p.Used), p.Source)
+		fallback := ""
+		if p.Fallback {
+			fallback = ", past the first choice, which could not be reached"
+		}
+		fmt.Fprintf(w, "%s%s %s → carried by %s%s (%s)\n", indent, c.dim("pac:"), p.Answer, orNone(p.Used), fallback, p.Source)
 	}
 	if p.FetchError != "" {
 		fmt.Fprintf(w, "%s%s %s; the last good copy is in use\n", indent, c.warn("pac refetch failed:"), p.FetchError)
