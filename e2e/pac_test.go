@@ -220,6 +220,30 @@ proxy = "wpad"
 		}
 	}
 
+	t.Run("the daemon exports the carrier and the fallback", func(t *testing.T) {
+		d := startDaemon(t, "--config.file", file)
+		want := []struct {
+			name   string
+			labels map[string]string
+			value  string
+		}{
+			{"reachd_pac_proxy_info", map[string]string{"target": "failover", "path": "pac", "proxy": want["failover"]}, "1"},
+			{"reachd_pac_fallback", map[string]string{"target": "failover", "path": "pac"}, "1"},
+			{"reachd_pac_proxy_info", map[string]string{"target": "via-a", "path": "wpad", "proxy": want["via-a"]}, "1"},
+			{"reachd_pac_fallback", map[string]string{"target": "via-a", "path": "wpad"}, "0"},
+			{"reachd_pac_proxy_info", map[string]string{"target": "all-dead", "path": "pac", "proxy": "DIRECT"}, "1"},
+			{"reachd_pac_fallback", map[string]string{"target": "all-dead", "path": "pac"}, "1"},
+		}
+		d.waitFor(t, "/metrics", func(code int, body string) bool {
+			for _, w := range want {
+				if !hasSeries(body, w.name, w.labels, w.value) {
+					return false
+				}
+			}
+			return code == 200
+		})
+	})
+
 	t.Run("the text report names the carrier", func(t *testing.T) {
 		_, out, _ := runReachd(t, ctx, nil, "check", "--config.file", file, "--target", "failover", "--path", "pac")
 		if err := contains(out, "pac: PROXY "+dead+"; "+want["failover"]+"; DIRECT → carried by "+want["failover"]+", past the first choice, which could not be reached ("+pacURL+")"); err != nil {
